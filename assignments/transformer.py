@@ -1,0 +1,295 @@
+# Generated from solutions/transformer.py by `python -m grader skeletons`.
+# Fill in every TODO; keep names, signatures and attribute names as they are.
+"""Attention from scratch to an encoder-decoder Transformer.
+
+You build every piece of a Transformer that learns to add and subtract integers:
+
+1. vocabulary and tokenization of expressions such as "BOS POSITIVE 04 add NEGATIVE 15 EOS";
+2. scaled dot-product attention three ways (two loops, batched two loops, no loops),
+   then with a key-padding mask and a causal flag;
+3. multi-head attention with `q_proj/k_proj/v_proj/o_proj`;
+4. layer norm, the feed-forward block, sinusoidal and learned positions;
+5. post-LN encoder and decoder layers, the encoder-decoder model, greedy decoding.
+
+Conventions used everywhere in this file:
+- Batch first: sequences are (B, T, C).
+- `key_padding_mask` / `padding_mask` is 1 (True) at PAD positions, which must be ignored.
+  bool, uint8 and int masks are all accepted.
+- `causal=True` means query position i may look at key positions j <= i only.
+- Softmax runs in float32 even when the inputs are float16 or bfloat16.
+
+Run `make grade` to score this file; `notebooks/transformer.ipynb` walks through it.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------
+# Part 1. Vocabulary and tokenization
+# ---------------------------------------------------------------------------------------
+
+SPECIAL_TOKENS = ["POSITIVE", "NEGATIVE", "add", "subtract", "BOS", "EOS", "PAD"]
+VOCAB = [str(d) for d in range(10)] + SPECIAL_TOKENS  # "0".."9" get ids 0..9
+
+
+def generate_token_dict(vocab: list[str]) -> dict[str, int]:
+    """Map each token of `vocab` to its index: the i-th entry gets id i."""
+    # TODO: one dict comprehension over enumerate(vocab).
+    raise NotImplementedError("generate_token_dict: not implemented yet")
+
+
+def preprocess_input_sequence(expression: str, token_dict: dict[str, int],
+                              special_tokens: list[str]) -> list[int]:
+    """Turn an expression string into a list of token ids.
+
+    Split on whitespace. A special token maps to its own id; any other word is a number
+    and becomes one token per digit: "BOS POSITIVE 04 EOS" -> [BOS, POSITIVE, 0, 4, EOS].
+    """
+    # TODO: loop over expression.split(); extend with one id per character for numbers.
+    raise NotImplementedError("preprocess_input_sequence: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Part 2. Scaled dot-product attention
+# ---------------------------------------------------------------------------------------
+
+def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
+                                       value: torch.Tensor) -> torch.Tensor:
+    """softmax(Q K^T / sqrt(M)) V for one sequence, with two explicit Python loops.
+
+    query, key, value: (K, M). Returns (K, M).
+    """
+    # TODO: loop over query rows i and key rows j to fill a (K, K) score matrix.
+    raise NotImplementedError("scaled_dot_product_two_loop_single: not implemented yet")
+
+
+def scaled_dot_product_two_loop_batch(query: torch.Tensor, key: torch.Tensor,
+                                      value: torch.Tensor) -> torch.Tensor:
+    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j."""
+    # TODO: like the single version, but each score is a (N,) vector over the batch.
+    raise NotImplementedError("scaled_dot_product_two_loop_batch: not implemented yet")
+
+
+def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor,
+                                     value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """No loops at all. query (N, K, M), key (N, S, M), value (N, S, D).
+
+    Returns (output (N, K, D), weights (N, K, S)); each row of `weights` sums to 1.
+    """
+    # TODO: torch.bmm(query, key.transpose(1, 2)) gives every score at once.
+    raise NotImplementedError("scaled_dot_product_no_loop_batch: not implemented yet")
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 key_padding_mask: torch.Tensor | None = None,
+                                 causal: bool = False) -> torch.Tensor:
+    """Vectorized attention with masking.
+
+    Args:
+        q: (n, tgt_len, d_head); k, v: (n, src_len, d_head); n is batch * heads.
+        key_padding_mask: (n, src_len), 1 (True) where the key is PAD and gets weight 0.
+            bool, uint8 or int. None means no padding.
+        causal: if True, query i attends to keys j <= i only.
+    Returns:
+        (n, tgt_len, d_head). Softmax is computed in float32 whatever the input dtype.
+    """
+    # TODO: masked_fill the scores with -inf (mask.bool()!), softmax in float32, then bmm.
+    raise NotImplementedError("scaled_dot_product_attention: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Part 3. Multi-head attention
+# ---------------------------------------------------------------------------------------
+
+class MultiheadAttention(nn.Module):
+    """Multi-head attention with separate q/k/v/o projections (each d_model -> d_model, bias).
+
+    Head h owns channels h*d_head .. (h+1)*d_head of every projection, the same layout as
+    `torch.nn.MultiheadAttention`, so weights copy over one to one.
+    """
+
+    def __init__(self, d_model: int, n_heads: int):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.o_proj = nn.Linear(d_model, d_model)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None,
+                causal: bool = False) -> torch.Tensor:
+        """q: (B, T, d_model); k, v: (B, S, d_model); key_padding_mask: (B, S), 1 = pad.
+
+        Returns (B, T, d_model).
+        """
+        # TODO: project, reshape to (B * n_heads, len, d_head), call scaled_dot_product_attention.
+        raise NotImplementedError("MultiheadAttention.forward: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Part 4. Layer norm, feed-forward block and positions
+# ---------------------------------------------------------------------------------------
+
+class LayerNorm(nn.Module):
+    """Normalize over the last dimension with the population (biased) variance.
+
+    y = (x - mean) / sqrt(var + eps) * weight + bias; weight starts at 1, bias at 0.
+    Same parameters and defaults as `torch.nn.LayerNorm(d_model)`.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+        self.bias = nn.Parameter(torch.zeros(d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., d_model) -> same shape."""
+        # TODO: x.var(dim=-1, unbiased=False, keepdim=True) is the population variance.
+        raise NotImplementedError("LayerNorm.forward: not implemented yet")
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward block: fc2(ReLU(fc1(x))), d_model -> d_ffn -> d_model."""
+
+    def __init__(self, d_model: int, d_ffn: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, d_ffn)
+        self.fc2 = nn.Linear(d_ffn, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (..., d_model) -> same shape."""
+        # TODO: two Linear layers with a ReLU between them.
+        raise NotImplementedError("FeedForward.forward: not implemented yet")
+
+
+def sinusoidal_positions(num_positions: int, d_model: int) -> torch.Tensor:
+    """The standard sinusoidal encoding, (num_positions, d_model), float32.
+
+    PE[p, 2i] = sin(p / 10000^(2i / d_model)) and PE[p, 2i+1] = cos(p / 10000^(2i / d_model)):
+    each sin/cos pair shares one frequency. With an odd d_model the last column is a sine.
+    """
+    # TODO: an outer product of positions (P, 1) and frequencies (1, ceil(d/2)).
+    raise NotImplementedError("sinusoidal_positions: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Part 5. Encoder and decoder layers
+# ---------------------------------------------------------------------------------------
+
+class TransformerLayer(nn.Module):
+    """One post-LN Transformer layer, as in "Attention is all you need" (Figure 1).
+
+    Each sublayer is wrapped as x = LN(x + Dropout(sublayer(x))): self-attention, then
+    (decoder only) cross-attention to the encoder output, then the feed-forward block.
+    The decoder's self-attention is causal. Dropout is applied to sublayer outputs only.
+    """
+
+    def __init__(self, is_decoder: bool, d_model: int, n_heads: int, d_ffn: int, p_drop: float):
+        super().__init__()
+        self.is_decoder = is_decoder
+        self.self_attn = MultiheadAttention(d_model, n_heads)
+        self.self_attn_drop = nn.Dropout(p_drop)
+        self.self_attn_ln = LayerNorm(d_model)
+        if is_decoder:
+            self.cross_attn = MultiheadAttention(d_model, n_heads)
+            self.cross_attn_drop = nn.Dropout(p_drop)
+            self.cross_attn_ln = LayerNorm(d_model)
+        self.ffn = FeedForward(d_model, d_ffn)
+        self.ffn_drop = nn.Dropout(p_drop)
+        self.ffn_ln = LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None,
+                encoder_out: torch.Tensor | None = None,
+                encoder_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, d_model); padding_mask: (B, T), 1 = pad.
+
+        Decoder only: encoder_out (B, S, d_model) and encoder_padding_mask (B, S).
+        Returns (B, T, d_model).
+        """
+        # TODO: three residual blocks; pass causal=self.is_decoder to the self-attention.
+        raise NotImplementedError("TransformerLayer.forward: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Part 6. The encoder-decoder model and greedy decoding
+# ---------------------------------------------------------------------------------------
+
+class Transformer(nn.Module):
+    """Encoder-decoder Transformer with shared word embeddings and a tied output layer.
+
+    Embeddings are emb_ln(word embedding + learned position embedding); the encoder and the
+    decoder share `emb_word`, `emb_pos` and `emb_ln`. `lm_head.weight` is `emb_word.weight`.
+    The decoder input is the target shifted right with EOS as its first token, and label
+    -100 is ignored by the loss.
+    """
+
+    def __init__(self, n_words: int, pad_id: int, eos_id: int, max_len: int, n_layers: int,
+                 d_model: int, n_heads: int, d_ffn: int, p_drop: float):
+        super().__init__()
+        self.pad_id = pad_id
+        self.eos_id = eos_id
+        self.emb_word = nn.Embedding(n_words, d_model)
+        self.emb_pos = nn.Embedding(max_len, d_model)
+        self.emb_ln = LayerNorm(d_model)
+        nn.init.uniform_(self.emb_word.weight, -0.05, 0.05)
+        nn.init.uniform_(self.emb_pos.weight, -0.05, 0.05)
+        self.encoder_layers = nn.ModuleList(
+            TransformerLayer(False, d_model, n_heads, d_ffn, p_drop) for _ in range(n_layers))
+        self.decoder_layers = nn.ModuleList(
+            TransformerLayer(True, d_model, n_heads, d_ffn, p_drop) for _ in range(n_layers))
+        self.lm_head = nn.Linear(d_model, n_words)
+        self.lm_head.weight = self.emb_word.weight  # tied: one matrix for input and output
+
+    def make_positions(self, input_ids: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """Positions 0 .. L-1 for every row: same shape and dtype as `input_ids` (B, L)."""
+        # TODO: torch.arange(L) broadcast to (B, L); mind the dtype and the device.
+        raise NotImplementedError("Transformer.make_positions: not implemented yet")
+
+    def embed(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids (B, L) -> (embeddings (B, L, d_model), padding_mask (B, L) bool)."""
+        padding_mask = input_ids.eq(self.pad_id)
+        positions = self.make_positions(input_ids, padding_mask)
+        return self.emb_ln(self.emb_word(input_ids) + self.emb_pos(positions)), padding_mask
+
+    def encode(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S))."""
+        # TODO: self.embed, then every encoder layer in turn.
+        raise NotImplementedError("Transformer.encode: not implemented yet")
+
+    def decode(self, decoder_input_ids: torch.Tensor, encoder_out: torch.Tensor,
+               encoder_padding_mask: torch.Tensor) -> torch.Tensor:
+        """decoder_input_ids (B, T) -> logits (B, T, n_words)."""
+        # TODO: self.embed, every decoder layer (with the encoder output), then lm_head.
+        raise NotImplementedError("Transformer.decode: not implemented yet")
+
+    def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
+        """Decoder input from labels (B, T): [EOS, labels[:, :-1]] with -100 replaced by PAD."""
+        # TODO: new_full, then copy labels[:, :-1] into columns 1..; masked_fill the -100s.
+        raise NotImplementedError("Transformer.shift_right: not implemented yet")
+
+    def forward(self, input_ids: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """input_ids (B, S), labels (B, T) -> (logits (B, T, n_words), mean cross-entropy).
+
+        Positions whose label is -100 do not count in the loss.
+        """
+        # TODO: encode, decode(shift_right(labels)), F.cross_entropy(..., ignore_index=-100).
+        raise NotImplementedError("Transformer.forward: not implemented yet")
+
+
+@torch.no_grad()
+def greedy_decode(model: Transformer, input_ids: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    """Generate with argmax, one token at a time, starting from EOS.
+
+    Returns the generated ids (B, max_new_tokens), without the starting EOS. A row that has
+    produced EOS keeps producing PAD afterwards.
+    """
+    # TODO: encode once; each step decode the prefix and take argmax of the last position.
+    raise NotImplementedError("greedy_decode: not implemented yet")

@@ -1,0 +1,155 @@
+"""Command line: python -m grader {skeletons,fixtures,grade,submit,mutant} ...
+
+Every command prints one clear line and exits 2 on bad input; `grade` exits 0 whenever
+grading completed, whatever the score.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from grader import paths
+
+
+def cmd_skeletons(args) -> int:
+    from grader.authoring import skeletons
+    stale = skeletons(check=args.check)
+    if args.check and stale:
+        print(f"out of date (run `python -m grader skeletons`): {', '.join(stale)}")
+        return 1
+    print("skeletons: " + (f"wrote {', '.join(stale)}" if stale else "up to date"))
+    return 0
+
+
+def cmd_fixtures(args) -> int:
+    from grader.authoring import fixtures, solution_names
+    names = args.assignments or solution_names()
+    stale = []
+    for name in names:
+        started = time.monotonic()
+        changed = fixtures(name, check=args.check)
+        stale += changed
+        verb = "differ" if args.check else "wrote"
+        print(f"fixtures {name}: " + (f"{verb} {', '.join(changed)}" if changed else "up to date")
+              + f" ({time.monotonic() - started:.1f} s)")
+    return 1 if args.check and stale else 0
+
+
+def progress_bar(total: int, label: str):
+    from tqdm.auto import tqdm
+    bar = tqdm(total=total, desc=label, unit="case", leave=False, file=sys.stderr,
+               disable=not sys.stderr.isatty())
+    return bar, lambda name: (bar.set_postfix_str(name), bar.update(1))
+
+
+def cmd_grade(args) -> int:
+    from grader import report
+    from grader.grade import grade, grade_outputs
+    from grader.suites import available
+    names = [args.assignment] if args.assignment != "all" else [
+        a for a in available() if (paths.ASSIGNMENTS / f"{a}.py").is_file()]
+    everything = []
+    for name in names:
+        if args.outputs:
+            graded = grade_outputs(name, Path(args.outputs), cases=args.cases)
+            note = f"outputs from {args.outputs}"
+        else:
+            from grader.suites import load_suite
+            count = len(load_suite(name).select(args.cases, not args.no_training))
+            bar, tick = progress_bar(count, name)
+            graded = grade(name, args.impl, device=device_name(args.device),
+                           which=args.set, cases=args.cases, training=not args.no_training,
+                           progress=tick)
+            bar.close()
+            note = f"{args.impl}, {graded.fixture_set} set, {device_name(args.device)}"
+        print(report.table(name, graded.verdicts, graded.seconds, note))
+        everything += graded.verdicts
+        seconds = graded.seconds
+    if args.results:
+        report.write_results(Path(args.results), report.results(everything, seconds))
+        print(f"wrote {args.results}")
+    return 0
+
+
+def device_name(requested: str) -> str:
+    from dlkit.utils import pick_device
+    return pick_device(requested).type
+
+
+def cmd_submit(args) -> int:
+    from grader.submit import make_submission
+    target = make_submission(args.assignment, args.impl, Path(args.out) if args.out else None,
+                             device=device_name(args.device))
+    print(f"wrote {target.relative_to(Path.cwd()) if target.is_relative_to(Path.cwd()) else target}"
+          " - upload this file")
+    return 0
+
+
+def cmd_mutant(args) -> int:
+    from grader.authoring import mutants, write_mutant
+    if not args.name:
+        for name, (description, _) in mutants(args.assignment).items():
+            print(f"{name:<24} {description}")
+        return 0
+    target = write_mutant(args.assignment, args.name, Path(args.folder))
+    print(f"wrote {target}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m grader", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("skeletons", help="write assignments/*.py from solutions/*.py")
+    s.add_argument("--check", action="store_true", help="only verify they are up to date")
+    s.set_defaults(run=cmd_skeletons)
+
+    s = sub.add_parser("fixtures", help="regenerate fixtures/<a>/ from the reference on the CPU")
+    s.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
+    s.add_argument("--check", action="store_true", help="prove a rebuild changes nothing")
+    s.set_defaults(run=cmd_fixtures)
+
+    s = sub.add_parser("grade", help="grade an implementation, print the score table")
+    s.add_argument("assignment", help="an assignment name, or `all`")
+    s.add_argument("--impl", default="assignments",
+                   help="assignments (default), solutions, or a folder holding <assignment>.py")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--results", metavar="FILE", help="also write Gradescope results.json here")
+    s.add_argument("--outputs", metavar="FILE", help="judge a submitted autograder.pt instead")
+    s.add_argument("--set", default="auto", choices=["auto", "public", "autograder"],
+                   help="fixture set (auto: autograder when its expected values are present)")
+    s.add_argument("--cases", nargs="+", metavar="CASE", help="only these cases")
+    s.add_argument("--no-training", action="store_true", help="skip the training cases")
+    s.set_defaults(run=cmd_grade)
+
+    s = sub.add_parser("submit", help="write submissions/<a>.zip to upload")
+    s.add_argument("assignment")
+    s.add_argument("--impl", default="assignments")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--out", metavar="FILE", help="zip path (default submissions/<a>.zip)")
+    s.set_defaults(run=cmd_submit)
+
+    s = sub.add_parser("mutant", help="list known mistakes, or write one out for grading")
+    s.add_argument("assignment")
+    s.add_argument("name", nargs="?")
+    s.add_argument("folder", nargs="?", default="mutant")
+    s.set_defaults(run=cmd_mutant)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    from grader.authoring import AuthoringError
+    from grader.grade import GradingError
+    try:
+        return args.run(args)
+    except (GradingError, AuthoringError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Checking: what a graded case is, and how its outputs are validated and compared.
+
+A `Case` names how to build its inputs (deterministically, from a seeded generator), how to
+call the code under test (`call(module, inputs, device)`), and how to judge the outputs.
+Everything that judges runs in the trusted parent; `call` is the only part that runs next to
+student code, in the sandboxed child.
+"""
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from dlkit.utils import rel_error
+
+Outputs = Any  # a tensor, or a dict / tuple / list of tensors
+
+
+@dataclass
+class Verdict:
+    """How one case went: what the report and results.json show."""
+    name: str
+    points: float
+    max_points: float
+    passed: bool
+    message: str
+    error: float | None = None
+    tol: float | None = None
+
+
+@dataclass
+class Property:
+    """A relation the outputs must satisfy, checked in the parent (e.g. causality)."""
+    holds: Callable[[Outputs], bool]
+    message: str  # shown when it does not hold: names the likely mistake
+
+
+@dataclass
+class Case:
+    """One graded check.
+
+    name: "part/what" (unique in its suite). points: its weight.
+    inputs(g): builds a dict of inputs from a seeded torch.Generator, on the CPU.
+    call(module, inputs, device): runs the code under test, returns tensors.
+    reference(inputs): computes the expected outputs when they should not come from the
+        solution's `call` (e.g. from `torch.nn.MultiheadAttention`, or held-out labels).
+    tol: rel_error tolerance for floating outputs; integer and bool outputs must be exact.
+    min_accuracy: for training cases, outputs are predictions scored by exact match.
+    properties: relations checked on the outputs in addition to the comparison.
+    hint: one line shown on failure. time_limit: seconds for this case in the sandbox.
+    """
+    name: str
+    points: float
+    inputs: Callable[[torch.Generator], dict]
+    call: Callable[[Any, dict, torch.device], Outputs]
+    reference: Callable[[dict], Outputs] | None = None
+    tol: float = 1e-5
+    min_accuracy: float | None = None
+    properties: list[Property] = field(default_factory=list)
+    hint: str = ""
+    time_limit: float = 30.0
+
+    @property
+    def is_training(self) -> bool:
+        return self.min_accuracy is not None
+
+    def seed(self, base: int) -> int:
+        """The generator seed of this case in a fixture set with seed `base`."""
+        return base + zlib.crc32(self.name.encode()) % 100_000
+
+
+class Suite:
+    """The ordered cases of one assignment, defined once and used everywhere."""
+
+    def __init__(self, assignment: str):
+        self.assignment = assignment
+        self.cases: dict[str, Case] = {}
+
+    def add(self, case: Case) -> Case:
+        if case.name in self.cases:
+            raise ValueError(f"duplicate case name {case.name!r} in suite {self.assignment}")
+        self.cases[case.name] = case
+        return case
+
+    def __iter__(self):
+        return iter(self.cases.values())
+
+    def __getitem__(self, name: str) -> Case:
+        try:
+            return self.cases[name]
+        except KeyError:
+            known = ", ".join(self.cases)
+            raise KeyError(f"no case {name!r} in {self.assignment}; known cases: {known}") from None
+
+    def select(self, names=None, training: bool = True) -> list[Case]:
+        """Cases in order, optionally only `names`, optionally without training cases."""
+        chosen = [self[n] for n in names] if names else list(self)
+        return [c for c in chosen if training or not c.is_training]
+
+    @property
+    def max_points(self) -> float:
+        return sum(c.points for c in self)
+
+
+# ---------------------------------------------------------------------------------------
+# Validation: done on untrusted outputs before any arithmetic touches them
+# ---------------------------------------------------------------------------------------
+
+def describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return f"a {type(value).__name__}"
+
+
+def validate(got, expected, where: str = "output") -> str | None:
+    """None if `got` has exactly the structure, types, dtypes and shapes of `expected`.
+
+    Otherwise one line saying what is wrong. Tensors must be exactly `torch.Tensor` (no
+    subclasses) and floating tensors must be finite.
+    """
+    if isinstance(expected, torch.Tensor):
+        if type(got) is not torch.Tensor:
+            if isinstance(got, dict) and "__not_a_tensor__" in got:
+                return f"{where}: expected a tensor, got {got['__not_a_tensor__']}"
+            return f"{where}: expected a torch.Tensor, got {describe(got)}"
+        if got.dtype != expected.dtype:
+            return f"{where}: dtype {got.dtype}, expected {expected.dtype}"
+        if got.shape != expected.shape:
+            return f"{where}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
+        if got.is_floating_point() and not torch.isfinite(got).all():
+            return f"{where}: contains NaN or Inf"
+        return None
+    if isinstance(expected, dict):
+        if type(got) is not dict:
+            return f"{where}: expected a dict with keys {sorted(expected)}, got {describe(got)}"
+        if set(got) != set(expected):
+            return f"{where}: keys {sorted(map(str, got))}, expected {sorted(expected)}"
+        for key in expected:
+            problem = validate(got[key], expected[key], f"{where}[{key!r}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(expected, (tuple, list)):
+        if type(got) not in (tuple, list) or len(got) != len(expected):
+            return f"{where}: expected a sequence of {len(expected)} tensors, got {describe(got)}"
+        for i, (g, e) in enumerate(zip(got, expected)):
+            problem = validate(g, e, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    raise TypeError(f"fixture holds an unsupported expected value: {type(expected).__name__}")
+
+
+def leaves(value) -> list[torch.Tensor]:
+    """The tensors of a validated output, in a fixed order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        return [t for key in sorted(value) for t in leaves(value[key])]
+    return [t for item in value for t in leaves(item)]
+
+
+def distance(got, expected) -> float:
+    """Worst rel_error over all tensors; integer and bool tensors count 0 or 1 (exact)."""
+    worst = 0.0
+    for g, e in zip(leaves(got), leaves(expected)):
+        if e.is_floating_point():
+            worst = max(worst, rel_error(g, e))
+        elif not torch.equal(g, e):
+            worst = 1.0
+    return worst
+
+
+def judge(case: Case, got, expected, mutants: dict | None = None) -> Verdict:
+    """Score one case from untrusted `got` against the fixture's `expected`."""
+    def fail(message, error=None):
+        return Verdict(case.name, 0.0, case.points, False, message, error,
+                       None if case.is_training else case.tol)
+
+    problem = validate(got, expected)
+    if problem:
+        return fail(problem)
+    if case.is_training:
+        accuracy = got.eq(expected).all(dim=1).float().mean().item()
+        message = f"held-out exact-match accuracy {accuracy:.3f} (needs >= {case.min_accuracy})"
+        if accuracy < case.min_accuracy:
+            return fail(message + (f"; {case.hint}" if case.hint else ""), accuracy)
+        return Verdict(case.name, case.points, case.points, True, message, accuracy)
+    error = distance(got, expected)
+    if not error <= case.tol or math.isnan(error):
+        known = diagnose(got, mutants or {}, case.tol)
+        if known:
+            return fail(f"looks like a known mistake: {known}", error)
+        for prop in case.properties:
+            if not prop.holds(got):
+                return fail(prop.message, error)
+        return fail(f"relative error {error:.2e} > tolerance {case.tol:.0e}"
+                    + (f"; hint: {case.hint}" if case.hint else ""), error)
+    for prop in case.properties:
+        if not prop.holds(got):
+            return fail(prop.message, error)
+    return Verdict(case.name, case.points, case.points, True, "", error, case.tol)
+
+
+def diagnose(got, mutants: dict, tol: float) -> str | None:
+    """The description of the first known mistake whose outputs match `got`, if any."""
+    for mutant in mutants.values():
+        if validate(got, mutant["outputs"]) is None and distance(got, mutant["outputs"]) <= tol:
+            return mutant["description"]
+    return None

@@ -1,0 +1,35 @@
+"""`make submit`: the zip a student uploads.
+
+It holds the student's module, the notebook, `autograder.pt` (their outputs on the
+autograder inputs, for the outputs-mode flow), the results of grading on the public set,
+and MANIFEST.json with the SHA-256 of every file.
+"""
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from grader import paths, report
+from grader.grade import GradingError, autograder_outputs, grade, resolve_impl
+
+
+def make_submission(assignment: str, impl: str = "assignments", out: Path | None = None,
+                    device: str = "cpu") -> Path:
+    module = resolve_impl(impl) / f"{assignment}.py"
+    if not module.is_file():
+        raise GradingError(f"nothing to submit: {module} does not exist")
+    graded = grade(assignment, impl, device=device, which="public", training=False)
+    outputs = io.BytesIO()
+    torch.save({"assignment": assignment, "outputs": autograder_outputs(assignment, impl,
+                                                                        device=device)}, outputs)
+    files = {f"{assignment}.py": module.read_bytes(),
+             "autograder.pt": outputs.getvalue(),
+             "results.json": json.dumps(report.results(graded.verdicts, graded.seconds),
+                                        indent=2).encode()}
+    notebook = paths.NOTEBOOKS / f"{assignment}.ipynb"
+    if notebook.is_file():
+        files[notebook.name] = notebook.read_bytes()
+    target = out or paths.SUBMISSIONS / f"{assignment}.zip"
+    report.submission_zip(target, files)
+    return target
