@@ -33,15 +33,20 @@ submit: install  ## write submissions/$(A).zip to upload
 notebook: install  ## open the notebooks in JupyterLab
 	$(VENV)/bin/jupyter lab notebooks/
 
-skeletons: install  ## regenerate assignments/ from solutions/
+skeletons: install  ## regenerate assignments/ from solutions/ and notebooks/*.ipynb from notebooks/*.py
 	$(PY) -m grader skeletons
+	$(PY) -m grader notebooks
 
 fixtures: install  ## regenerate fixtures/ from solutions/
 	$(PY) -m grader fixtures
 
 check: install  ## skeletons and fixtures in sync with solutions/
 	$(PY) -m grader skeletons --check
+	$(PY) -m grader notebooks --check
 	$(PY) -m grader fixtures --check
+
+release: install  ## build/student (+ .zip) and build/gradescope_<a>.zip
+	$(PY) -m grader release --out build
 
 clean:
 	rm -rf submissions build .pytest_cache

@@ -1,4 +1,4 @@
-"""Command line: python -m grader {skeletons,fixtures,grade,submit,mutant} ...
+"""Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,mutant}
 
 Every command prints one clear line and exits 2 on bad input; `grade` exits 0 whenever
 grading completed, whatever the score.
@@ -18,6 +18,16 @@ def cmd_skeletons(args) -> int:
         print(f"out of date (run `python -m grader skeletons`): {', '.join(stale)}")
         return 1
     print("skeletons: " + (f"wrote {', '.join(stale)}" if stale else "up to date"))
+    return 0
+
+
+def cmd_notebooks(args) -> int:
+    from grader.notebooks import notebooks
+    stale = notebooks(check=args.check)
+    if args.check and stale:
+        print(f"out of date (run `python -m grader notebooks`): {', '.join(stale)}")
+        return 1
+    print("notebooks: " + (f"wrote {', '.join(stale)}" if stale else "up to date"))
     return 0
 
 
@@ -63,10 +73,13 @@ def cmd_grade(args) -> int:
             bar.close()
             note = f"{args.impl}, {graded.fixture_set} set, {device_name(args.device)}"
         print(report.table(name, graded.verdicts, graded.seconds, note))
+        for line in graded.notes:
+            print(f"note: {line}")
         everything += graded.verdicts
+        notes = graded.notes
         seconds = graded.seconds
     if args.results:
-        report.write_results(Path(args.results), report.results(everything, seconds))
+        report.write_results(Path(args.results), report.results(everything, seconds, notes=notes))
         print(f"wrote {args.results}")
     return 0
 
@@ -76,12 +89,39 @@ def device_name(requested: str) -> str:
     return pick_device(requested).type
 
 
+def cmd_batch(args) -> int:
+    from grader.batch import grade_all
+    from grader.sandbox import Limits
+    submissions = [Path(s) for s in args.submissions]
+    missing = [str(s) for s in submissions if not s.exists()]
+    if missing:
+        print(f"error: no such submission: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    started = time.monotonic()
+    limits = Limits(case_time=args.case_time) if args.case_time else None
+    results = grade_all(submissions, args.assignment, out, jobs=args.jobs,
+                        device=device_name(args.device), training=not args.no_training,
+                        limits=limits, progress=sys.stderr.isatty())
+    seconds = time.monotonic() - started
+    print(f"graded {len(results)} submissions in {seconds:.1f} s "
+          f"({60 * len(results) / seconds:.0f} per minute); wrote {out / 'gradebook.csv'}")
+    return 0
+
+
 def cmd_submit(args) -> int:
     from grader.submit import make_submission
     target = make_submission(args.assignment, args.impl, Path(args.out) if args.out else None,
                              device=device_name(args.device))
     print(f"wrote {target.relative_to(Path.cwd()) if target.is_relative_to(Path.cwd()) else target}"
           " - upload this file")
+    return 0
+
+
+def cmd_release(args) -> int:
+    from grader.release import release
+    for path in release(Path(args.out)):
+        print(f"wrote {path}")
     return 0
 
 
@@ -104,6 +144,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--check", action="store_true", help="only verify they are up to date")
     s.set_defaults(run=cmd_skeletons)
 
+    s = sub.add_parser("notebooks", help="build notebooks/*.ipynb from notebooks/*.py")
+    s.add_argument("--check", action="store_true", help="only verify they are up to date")
+    s.set_defaults(run=cmd_notebooks)
+
     s = sub.add_parser("fixtures", help="regenerate fixtures/<a>/ from the reference on the CPU")
     s.add_argument("assignments", nargs="*", metavar="ASSIGNMENT")
     s.add_argument("--check", action="store_true", help="prove a rebuild changes nothing")
@@ -122,12 +166,26 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
     s.set_defaults(run=cmd_grade)
 
+    s = sub.add_parser("batch", help="grade many submissions (zips or folders) in parallel")
+    s.add_argument("submissions", nargs="+", metavar="SUBMISSION")
+    s.add_argument("--assignment", required=True)
+    s.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
+    s.add_argument("--out", default="graded", help="output folder (default ./graded)")
+    s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--no-training", action="store_true", help="skip the training cases")
+    s.add_argument("--case-time", type=float, help="cap every case's time limit (seconds)")
+    s.set_defaults(run=cmd_batch)
+
     s = sub.add_parser("submit", help="write submissions/<a>.zip to upload")
     s.add_argument("assignment")
     s.add_argument("--impl", default="assignments")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument("--out", metavar="FILE", help="zip path (default submissions/<a>.zip)")
     s.set_defaults(run=cmd_submit)
+
+    s = sub.add_parser("release", help="student bundle and Gradescope autograder zips")
+    s.add_argument("--out", default="build", help="output folder (default ./build)")
+    s.set_defaults(run=cmd_release)
 
     s = sub.add_parser("mutant", help="list known mistakes, or write one out for grading")
     s.add_argument("assignment")

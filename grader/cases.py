@@ -46,7 +46,8 @@ class Case:
     reference(inputs): computes the expected outputs when they should not come from the
         solution's `call` (e.g. from `torch.nn.MultiheadAttention`, or held-out labels).
     tol: rel_error tolerance for floating outputs; integer and bool outputs must be exact.
-    min_accuracy: for training cases, outputs are predictions scored by exact match.
+    min_accuracy: for training cases: outputs are predictions (N,) or (N, L), scored against
+        held-out labels that never reach the child; a row counts when all of it matches.
     properties: relations checked on the outputs in addition to the comparison.
     hint: one line shown on failure. time_limit: seconds for this case in the sandbox.
     """
@@ -182,8 +183,11 @@ def judge(case: Case, got, expected, mutants: dict | None = None) -> Verdict:
     if problem:
         return fail(problem)
     if case.is_training:
-        accuracy = got.eq(expected).all(dim=1).float().mean().item()
-        message = f"held-out exact-match accuracy {accuracy:.3f} (needs >= {case.min_accuracy})"
+        matches = got.eq(expected)
+        if matches.dim() > 1:  # a row (a sequence) counts only when all of it is right
+            matches = matches.flatten(1).all(dim=1)
+        accuracy = matches.float().mean().item()
+        message = f"held-out accuracy {accuracy:.3f} (needs >= {case.min_accuracy})"
         if accuracy < case.min_accuracy:
             return fail(message + (f"; {case.hint}" if case.hint else ""), accuracy)
         return Verdict(case.name, case.points, case.points, True, message, accuracy)

@@ -1,11 +1,13 @@
 """The grading pipeline: fixture inputs -> sandboxed student code -> judged in the parent."""
+import io
 import time
-from dataclasses import dataclass
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from grader import paths
+from grader import intake, paths
 from grader.cases import Verdict, judge
 from grader.sandbox import Limits, run_cases
 from grader.suites import load_suite
@@ -21,6 +23,7 @@ class Graded:
     verdicts: list[Verdict]
     seconds: float
     fixture_set: str
+    notes: list[str] = field(default_factory=list)
 
     @property
     def score(self) -> float:
@@ -56,11 +59,11 @@ def inputs_and_expected(assignment: str, which: str) -> tuple[dict, dict]:
 
 
 def resolve_impl(impl: str) -> Path:
-    """`assignments`, `solutions` or a folder path -> an existing folder."""
-    folder = {"assignments": paths.ASSIGNMENTS, "solutions": paths.SOLUTIONS}.get(impl, Path(impl))
-    if not folder.is_dir():
-        raise GradingError(f"--impl {impl}: no such folder")
-    return folder.resolve()
+    """`assignments`, `solutions`, or a folder, .zip or .py path (which must exist)."""
+    path = {"assignments": paths.ASSIGNMENTS, "solutions": paths.SOLUTIONS}.get(impl, Path(impl))
+    if not path.exists():
+        raise GradingError(f"--impl {impl}: no such file or folder")
+    return path.resolve()
 
 
 def select(assignment, cases, training):
@@ -77,16 +80,23 @@ def grade(assignment: str, impl: str = "assignments", *, device: str = "cpu",
     """Execute mode: run the student's module on fixture inputs in the sandbox, then judge."""
     started = time.monotonic()
     chosen = select(assignment, cases, training)
-    folder = resolve_impl(impl)
+    submission = resolve_impl(impl)
     which = fixture_set(assignment, which)
     # The sandbox's forkserver is a fresh interpreter: loading fixtures here leaks nothing.
     inputs, expected = inputs_and_expected(assignment, which)
-    jobs = [(case, inputs[case.name]) for case in chosen]
-    ran = run_cases(assignment, folder / f"{assignment}.py", jobs, device=device,
-                    limits=limits, slot=slot, progress=progress)
+    with intake.workspace() as tmp:
+        try:
+            folder, refused = intake.locate(submission, assignment, Path(tmp))
+        except intake.SubmissionError as exc:
+            verdicts = [Verdict(c.name, 0.0, c.points, False, str(exc)) for c in chosen]
+            return Graded(assignment, verdicts, time.monotonic() - started, which, [str(exc)])
+        jobs = [(case, inputs[case.name]) for case in chosen]
+        ran = run_cases(assignment, folder / f"{assignment}.py", jobs, device=device,
+                        limits=limits, slot=slot, progress=progress)
     verdicts = [verdict(case, ran[case.name].outputs, ran[case.name].error,
                         expected[case.name]) for case in chosen]
-    return Graded(assignment, verdicts, time.monotonic() - started, which)
+    notes = [f"refused unsafe zip entries: {', '.join(refused)}"] if refused else []
+    return Graded(assignment, verdicts, time.monotonic() - started, which, notes)
 
 
 def verdict(case, outputs, error, fixture) -> Verdict:
@@ -100,10 +110,10 @@ def grade_outputs(assignment: str, outputs_file: Path, *, cases=None) -> Graded:
     started = time.monotonic()
     chosen = select(assignment, cases, training=False)
     _, expected = inputs_and_expected(assignment, "autograder")
+    if not Path(outputs_file).is_file():
+        raise GradingError(f"--outputs {outputs_file}: no such file")
     try:
-        submitted = torch.load(outputs_file, weights_only=True)
-    except FileNotFoundError:
-        raise GradingError(f"--outputs {outputs_file}: no such file") from None
+        submitted = torch.load(io.BytesIO(outputs_bytes(Path(outputs_file))), weights_only=True)
     except Exception as exc:  # noqa: BLE001 - a pickle payload or a corrupt file
         submitted, problem = {}, f"the outputs file could not be read safely ({type(exc).__name__})"
     else:
@@ -119,13 +129,24 @@ def grade_outputs(assignment: str, outputs_file: Path, *, cases=None) -> Graded:
     return Graded(assignment, verdicts, time.monotonic() - started, "autograder")
 
 
+def outputs_bytes(path: Path) -> bytes:
+    """The bytes of autograder.pt, given the file itself or a submission zip holding it."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if "autograder.pt" in archive.namelist():
+                return archive.read("autograder.pt")
+    return path.read_bytes()
+
+
 def autograder_outputs(assignment: str, impl: str, *, device: str = "cpu",
                        limits: Limits | None = None) -> dict:
     """The student's outputs on the autograder inputs (for `autograder.pt` in the zip)."""
     chosen = select(assignment, None, training=False)
     inputs = {k: v["inputs"] for k, v in
               load_fixture(paths.fixture_file(assignment, "autograder_inputs")).items()}
-    folder = resolve_impl(impl)
-    ran = run_cases(assignment, folder / f"{assignment}.py",
-                    [(case, inputs[case.name]) for case in chosen], device=device, limits=limits)
+    with intake.workspace() as tmp:
+        folder, _ = intake.locate(resolve_impl(impl), assignment, Path(tmp))
+        ran = run_cases(assignment, folder / f"{assignment}.py",
+                        [(case, inputs[case.name]) for case in chosen], device=device,
+                        limits=limits)
     return {name: result.outputs for name, result in ran.items() if result.error is None}

@@ -45,8 +45,9 @@ class Limits:
     memory: int = 4 << 30          # address space on top of what torch already maps
     output: int = 64 << 20         # bytes of one case's serialized outputs
     stdout: int = 1 << 20          # bytes the student may print (the rest is dropped)
-    processes: int = 16            # threads count too (Linux), torch needs a few
+    processes: int = 2             # beyond the worker's own threads (Linux counts threads)
     import_time: float = 60.0      # importing the student module
+    case_time: float | None = None  # caps every case's own time limit (tests, quick runs)
     threads: int = 0               # torch intra-op threads; 0 keeps torch's default
 
 
@@ -80,22 +81,25 @@ def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
     limits = limits or Limits()
     results, pending = {}, list(jobs)
     while pending:
-        worker, reader = start_worker(assignment, module_path, pending, device, limits, slot)
+        workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
+        worker, reader = start_worker(assignment, module_path, pending, device, limits, slot,
+                                      workdir)
         try:
             done = collect(worker, reader, pending, limits, results, progress)
         finally:
             stop(worker)
             reader.close()
+            shutil.rmtree(workdir, ignore_errors=True)
         pending = pending[done:]
     return results
 
 
-def start_worker(assignment, module_path, jobs, device, limits, slot):
+def start_worker(assignment, module_path, jobs, device, limits, slot, workdir):
     reader, writer = context().Pipe(duplex=False)
     work = [(case.name, inputs, case.seed(0)) for case, inputs in jobs]
     worker = context().Process(
         target=worker_main, daemon=True,
-        args=(assignment, str(module_path), work, device, limits, slot, writer))
+        args=(assignment, str(module_path), work, device, limits, slot, workdir, writer))
     worker.start()
     writer.close()  # only the worker holds the write end: EOF means it is gone
     return worker, reader
@@ -111,7 +115,8 @@ def collect(worker, reader, jobs, limits, results, progress) -> int:
         return len(jobs)
     for index, (case, _) in enumerate(jobs):
         started = time.monotonic()
-        message = receive(reader, case.time_limit, limits, worker)
+        budget = min(case.time_limit, limits.case_time or case.time_limit)
+        message = receive(reader, budget, limits, worker)
         seconds = time.monotonic() - started
         if message.error:
             results[case.name] = Result(error=message.error, seconds=seconds)
@@ -126,8 +131,8 @@ def collect(worker, reader, jobs, limits, results, progress) -> int:
                 results[case.name] = Result(error=str(body.get("message"))[:500], seconds=seconds)
         if progress:
             progress(case.name)
-        if message.error:
-            return index + 1  # this worker is finished; a new one takes the rest
+        if results[case.name].error:
+            return index + 1  # a failed case may have left debris: a fresh worker goes on
     return len(jobs)
 
 
@@ -163,28 +168,32 @@ def exit_reason(code) -> str:
     return f"the process exited (code {code}) in the middle of the case (sys.exit / os._exit?)"
 
 
-def stop(worker) -> None:
-    """Kill the worker and everything in its process group."""
-    if worker.pid:
+def stop(worker, grace: float = 10.0) -> None:
+    """Kill the worker and everything in its process group, and wait until they are gone:
+    a dying process still counts against its uid's process limit, which the next worker
+    of this slot shares."""
+    worker.kill()
+    deadline = time.monotonic() + grace
+    while worker.pid and time.monotonic() < deadline:
         try:
             os.killpg(worker.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
-    worker.kill()
-    worker.join(5.0)
+            break
+        time.sleep(0.005)
+    worker.join(grace)
 
 
 # ---------------------------------------------------------------------------------------
 # Inside the worker (a child of the forkserver)
 # ---------------------------------------------------------------------------------------
 
-def worker_main(assignment, module_path, work, device, limits, slot, writer):
+def worker_main(assignment, module_path, work, device, limits, slot, workdir, writer):
     """Isolate, import the student module, run each case, stream the outputs back."""
     def send(body):
         writer.send_bytes(pack(body))
 
     source = read_source(module_path)  # before privileges drop and folders are hidden
-    workdir = isolate(limits, slot)
+    isolate(limits, slot, workdir)
     try:
         module = import_student(assignment, module_path, source)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
@@ -210,7 +219,6 @@ def worker_main(assignment, module_path, work, device, limits, slot, writer):
         except Exception as exc:  # noqa: BLE001 - e.g. outputs that cannot be saved
             send({"case": name, "status": "error",
                   "message": f"outputs could not be sent back ({type(exc).__name__})"})
-    del workdir
 
 
 def pack(body) -> bytes:
@@ -276,12 +284,11 @@ def error_line(exc, module_path) -> str:
     return f"{type(exc).__name__}{where}: {text}" if text else f"{type(exc).__name__}{where}"
 
 
-def isolate(limits: Limits, slot: int):
-    """Everything the worker does to itself before student code runs. Returns the workdir."""
+def isolate(limits: Limits, slot: int, workdir: str) -> None:
+    """Everything the worker does to itself before student code runs."""
     os.setsid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    workdir = tempfile.mkdtemp(prefix="grader-sandbox-")
     sys.argv = ["sandbox"]
     for key in list(os.environ):
         if key not in ("PATH", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -298,12 +305,12 @@ def isolate(limits: Limits, slot: int):
         drop_privileges(libc, SANDBOX_UID + slot, workdir)
     os.chdir(workdir)
     redirect_output(workdir, limits)
-    apply_rlimits(limits, own_uid=root)
     if limits.threads:
         torch.set_num_threads(limits.threads)
+    warm_up_threads()
+    apply_rlimits(limits, own_uid=root)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    return workdir
 
 
 def drop_privileges(libc, uid: int, workdir: str) -> None:
@@ -378,8 +385,23 @@ def apply_rlimits(limits: Limits, own_uid: bool) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (mapped + limits.memory,) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits.stdout + (1 << 16),) * 2)
     if own_uid:  # the count is per uid: only meaningful for the sandbox's own uid
-        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes,) * 2)
+        allowed = thread_count() + limits.processes
+        resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def warm_up_threads() -> None:
+    """Start torch's thread pool now, so the process limit can be set just above it."""
+    a = torch.ones(256, 256)
+    (a @ a).sum().item()
+
+
+def thread_count() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 1
 
 
 def current_address_space() -> int:

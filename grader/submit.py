@@ -16,7 +16,8 @@ from grader.grade import GradingError, autograder_outputs, grade, resolve_impl
 
 def make_submission(assignment: str, impl: str = "assignments", out: Path | None = None,
                     device: str = "cpu") -> Path:
-    module = resolve_impl(impl) / f"{assignment}.py"
+    module = resolve_impl(impl)
+    module = module if module.suffix == ".py" else module / f"{assignment}.py"
     if not module.is_file():
         raise GradingError(f"nothing to submit: {module} does not exist")
     graded = grade(assignment, impl, device=device, which="public", training=False)

@@ -1,0 +1,52 @@
+"""Notebooks are written as percent scripts (`notebooks/<a>.py`, readable diffs) and built
+into the `.ipynb` students open: `# %%` starts a code cell, `# %% [markdown]` a markdown cell
+whose lines are comments.
+"""
+import nbformat
+
+from grader import paths
+from grader.authoring import write_atomic
+
+
+def cells(script: str) -> list:
+    out, kind, lines = [], None, []
+
+    def flush():
+        text = "\n".join(lines).strip("\n")
+        if kind == "markdown":
+            out.append(nbformat.v4.new_markdown_cell(
+                "\n".join(l[2:] if l.startswith("# ") else l.lstrip("#") for l in text.splitlines())))
+        elif kind == "code" and text:
+            out.append(nbformat.v4.new_code_cell(text))
+
+    for line in script.splitlines():
+        if line.startswith("# %%"):
+            flush()
+            kind, lines = ("markdown" if "[markdown]" in line else "code"), []
+        elif kind is not None:
+            lines.append(line)
+    flush()
+    return out
+
+
+def build(script: str) -> str:
+    nb = nbformat.v4.new_notebook(cells=cells(script), metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+        "language_info": {"name": "python"}})
+    for index, cell in enumerate(nb.cells):
+        cell.id = f"cell-{index}"  # stable ids: rebuilding changes nothing
+    return nbformat.writes(nb) + "\n"
+
+
+def notebooks(check: bool) -> list[str]:
+    """Build every notebooks/<a>.ipynb from notebooks/<a>.py; returns the out-of-date ones."""
+    stale = []
+    for script in sorted(paths.NOTEBOOKS.glob("*.py")):
+        text = build(script.read_text())
+        target = script.with_suffix(".ipynb")
+        if target.is_file() and target.read_text() == text:
+            continue
+        stale.append(str(target.relative_to(paths.ROOT)))
+        if not check:
+            write_atomic(target, text.encode())
+    return stale

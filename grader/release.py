@@ -1,0 +1,111 @@
+"""`make release`: what leaves the instructor's repository.
+
+student/            skeletons, notebooks, dlkit, grader, public fixtures and the autograder
+                    inputs (never their expected values), Makefile, pyproject, README
+student.zip         the same folder, zipped
+gradescope_<a>.zip  setup.sh and run_autograder at the root, grader, dlkit, full fixtures
+"""
+import io
+import shutil
+import zipfile
+from pathlib import Path
+
+from grader import paths
+from grader.authoring import write_atomic
+from grader.suites import available
+
+SHARED = ["grader", "dlkit", "pyproject.toml", "README.md"]
+STUDENT = SHARED + ["assignments", "notebooks", "Makefile", ".gitignore"]
+SKIP = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope runs this once when it builds the image: install the grader and its pinned deps.
+set -euo pipefail
+cd /autograder/source
+python3 -m pip install --quiet --upgrade pip
+python3 -m pip install --quiet .
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope runs this for every submission. Student code runs only inside the grader's
+# sandbox; this script never imports it. AUTOGRADER_ROOT, PYTHON and GRADER_ARGS may be
+# set to run the same layout elsewhere (the course's tests do).
+set -u
+ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
+PYTHON="${{PYTHON:-python3}}"
+mkdir -p "$ROOT/results"
+cd "$ROOT/source"
+"$PYTHON" -m grader grade {assignment} --impl "$ROOT/submission" --set autograder \\
+    --results "$ROOT/results/results.json" ${{GRADER_ARGS:-}}
+status=$?
+if [ $status -ne 0 ] || [ ! -s "$ROOT/results/results.json" ]; then
+  # The grader itself failed (not the submission): still leave a valid results.json.
+  printf '{{"score": 0, "output": "The autograder failed to run (exit %s); please tell the course staff.", "tests": []}}\\n' "$status" \\
+    > "$ROOT/results/results.json"
+fi
+"""
+
+
+def copy_tree(names: list[str], target: Path, exclude=lambda p: False) -> None:
+    for name in names:
+        source = paths.ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, target / name, dirs_exist_ok=True, ignore=lambda d, entries: [
+                e for e in entries if e in SKIP or exclude(Path(d) / e)])
+        elif source.is_file():
+            target.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+def student_bundle(target: Path) -> Path:
+    """The student folder: everything except solutions, tests and expected autograder values."""
+    if target.exists():
+        shutil.rmtree(target)
+    copy_tree(STUDENT, target)
+    for assignment in available():
+        for kind in ("public", "autograder_inputs"):
+            source = paths.fixture_file(assignment, kind)
+            if source.is_file():
+                destination = target / "fixtures" / assignment / source.name
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination)
+    return target
+
+
+def zip_folder(folder: Path, archive: Path) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    write_atomic(archive, buffer.getvalue())
+
+
+def gradescope_bundle(assignment: str, archive: Path) -> Path:
+    """Gradescope's autograder zip: setup.sh and run_autograder at the archive root."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        def add_text(name, text):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o755 << 16  # executable scripts
+            zf.writestr(info, text)
+        add_text("setup.sh", SETUP_SH)
+        add_text("run_autograder", RUN_AUTOGRADER.format(assignment=assignment))
+        for name in SHARED + [f"fixtures/{assignment}"]:
+            source = paths.ROOT / name
+            files = [source] if source.is_file() else sorted(source.rglob("*"))
+            for path in files:
+                if path.is_file() and not SKIP & set(path.parts):
+                    zf.write(path, path.relative_to(paths.ROOT).as_posix())
+    write_atomic(archive, buffer.getvalue())
+    return archive
+
+
+def release(out: Path) -> list[Path]:
+    built = [student_bundle(out / "student")]
+    zip_folder(out / "student", out / "student.zip")
+    built.append(out / "student.zip")
+    for assignment in available():
+        if paths.fixture_file(assignment, "autograder_expected").is_file():
+            built.append(gradescope_bundle(assignment, out / f"gradescope_{assignment}.zip"))
+    return built

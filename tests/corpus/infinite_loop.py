@@ -1,0 +1,3 @@
+def sinusoidal_positions(num_positions, d_model):
+    while True:
+        pass

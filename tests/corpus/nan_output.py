@@ -1,0 +1,2 @@
+def sinusoidal_positions(num_positions, d_model):
+    return torch.full((num_positions, d_model), float("nan"))

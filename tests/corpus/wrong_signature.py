@@ -1,0 +1,2 @@
+def sinusoidal_positions(num_positions):
+    return torch.zeros(num_positions, 4)

@@ -1,0 +1,73 @@
+"""Shared by the project's tests: grade an implementation, run a notebook."""
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from grader import paths
+from grader.authoring import write_mutant
+from grader.grade import grade
+
+ROOT = paths.ROOT
+
+
+@functools.lru_cache(maxsize=None)
+def graded(assignment: str, impl: str, training: bool = False):
+    """Grade once per session (results are cached: grading is deterministic)."""
+    return grade(assignment, impl, device="cpu", training=training)
+
+
+def graded_mutant(assignment: str, mutant: str, tmp: Path):
+    folder = tmp / mutant
+    write_mutant(assignment, mutant, folder)
+    return grade(assignment, str(folder), device="cpu", training=False)
+
+
+def cli(*args: str, timeout: float = 600, cwd=ROOT, env=None) -> subprocess.CompletedProcess:
+    """`python -m grader ARGS`, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def run_notebook(name: str, timeout: int = 900):
+    """Execute notebooks/<name>.ipynb top to bottom with the reference solution in place
+    of the student's module and the short training settings; returns the executed notebook."""
+    import nbclient
+    import nbformat
+    nb = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    env_before = dict(os.environ)
+    os.environ.update(DLCOURSE_IMPL=str(paths.SOLUTIONS), DLCOURSE_QUICK="1",
+                      MPLBACKEND="Agg")
+    try:
+        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                         resources={"metadata": {"path": str(paths.NOTEBOOKS)}})
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    return nb
+
+
+def notebook_text(nb) -> str:
+    """All text outputs of an executed notebook, for asserting on what the learner sees."""
+    chunks = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            chunks.append(out.get("text", "") or "".join(out.get("data", {}).get("text/plain", "")))
+    return "\n".join(chunks)
+
+
+def assert_gradescope_schema(data: dict) -> None:
+    """The fields Gradescope reads, with the types it expects."""
+    assert isinstance(data["score"], (int, float))
+    assert isinstance(data["execution_time"], (int, float))
+    assert isinstance(data["tests"], list)
+    for test in data["tests"]:
+        assert isinstance(test["name"], str) and test["name"]
+        assert isinstance(test["score"], (int, float)) and isinstance(test["max_score"], (int, float))
+        assert 0 <= test["score"] <= test["max_score"]
+        assert test["status"] in ("passed", "failed")
+        assert isinstance(test["output"], str)
+        assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
+    assert abs(data["score"] - sum(t["score"] for t in data["tests"])) < 1e-9

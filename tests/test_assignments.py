@@ -1,0 +1,60 @@
+"""Every assignment: reference full marks, skeleton zero, known mistakes caught and named,
+generated files in sync, notebook runs, training reaches its threshold."""
+import pytest
+
+from grader import authoring, paths
+from grader.notebooks import notebooks
+from grader.suites import available, load_suite
+from helpers import graded, graded_mutant, notebook_text, run_notebook
+
+ASSIGNMENTS = [a for a in available() if (paths.SOLUTIONS / f"{a}.py").is_file()]
+MUTANTS = [(a, m) for a in ASSIGNMENTS for m in authoring.mutants(a)]
+TRAINING = [(a, c.name) for a in ASSIGNMENTS for c in load_suite(a) if c.is_training]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_reference_scores_full_marks(assignment):
+    result = graded(assignment, "solutions")
+    failed = [(v.name, v.message) for v in result.verdicts if not v.passed]
+    assert not failed
+    assert result.score == result.max_score > 0
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_skeleton_scores_zero_with_one_clear_line_per_case(assignment):
+    result = graded(assignment, "assignments")
+    assert result.score == 0
+    for v in result.verdicts:
+        assert v.message.startswith("not implemented yet"), (v.name, v.message)
+        assert "\n" not in v.message and "Traceback" not in v.message
+
+
+@pytest.mark.parametrize("assignment,mutant", MUTANTS)
+def test_known_mistake_loses_points_and_is_named(assignment, mutant, tmp_path):
+    description, _ = authoring.mutants(assignment)[mutant]
+    result = graded_mutant(assignment, mutant, tmp_path)
+    assert result.score < result.max_score
+    named = [v for v in result.verdicts if description in v.message]
+    assert named, f"no failing case names the mistake {mutant!r}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_generated_files_are_in_sync(assignment):
+    assert authoring.skeletons(check=True) == []
+    assert notebooks(check=True) == []
+    assert authoring.fixtures(assignment, check=True) == []
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_notebook_executes_with_the_reference(assignment):
+    nb = run_notebook(assignment)
+    text = notebook_text(nb)
+    assert "PASS" in text and "FAIL" not in text and "TODO" not in text
+
+
+@pytest.mark.parametrize("assignment,case", TRAINING)
+def test_reference_reaches_training_threshold(assignment, case):
+    from grader.grade import grade
+    result = grade(assignment, "solutions", device="cpu", cases=[case])
+    (verdict,) = result.verdicts
+    assert verdict.passed, verdict.message

@@ -1,0 +1,185 @@
+"""Broken and hostile submissions, graded end to end through the sandbox.
+
+Each corpus file is appended to the reference solution, so exactly the attacked case(s)
+must fail, with the expected one-line reason, and every other case must still pass.
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from grader import paths, report
+from grader.grade import grade, grade_outputs
+from grader.sandbox import Limits
+from helpers import assert_gradescope_schema, cli
+
+CORPUS = Path(__file__).parent / "corpus"
+ALL = "*"
+# file -> (cases that must fail, pattern their message must match)
+EXPECTED = {
+    "syntax_error": (ALL, r"syntax error in transformer\.py line \d+"),
+    "import_error": (ALL, r"importing the module failed: RuntimeError"),
+    "import_exit": (ALL, r"sys\.exit\(0\) while being imported"),
+    "missing_function": (["positions/sinusoidal"], r"AttributeError"),
+    "wrong_signature": (["positions/sinusoidal"], r"TypeError"),
+    "wrong_shape": (["positions/sinusoidal"], r"shape \(3, 5\), expected \(5, 3\)"),
+    "wrong_dtype": (["positions/sinusoidal"], r"dtype torch\.float64, expected torch\.float32"),
+    "nan_output": (["positions/sinusoidal"], r"NaN or Inf"),
+    "not_a_tensor": (["positions/sinusoidal"], r"expected a (torch\.)?[Tt]ensor, got a list"),
+    "tensor_subclass": (["positions/sinusoidal"], r"tensor subclass"),
+    "lying_object": (["positions/sinusoidal"], r"expected a tensor, got a Liar"),
+    "patched_packer": (ALL, r"not plain tensors"),
+    "infinite_loop": (["positions/sinusoidal"], r"time limit exceeded"),
+    "memory_bomb": (["positions/sinusoidal"], r"RuntimeError|MemoryError|killed"),
+    "print_flood": ([], ""),
+    "sys_exit": (["positions/sinusoidal"], r"called sys\.exit\(0\)"),
+    "os_exit": (["positions/sinusoidal"], r"exited \(code 0\)"),
+    "kill_self": (["positions/sinusoidal"], r"killed \(SIGKILL\)"),
+    "writes_results": (["positions/sinusoidal"], r"PermissionError|relative error"),
+    "reads_fixtures": (["positions/sinusoidal", "tokens/token_dict"],
+                       r"FileNotFoundError|PermissionError"),
+    "monkeypatch_torch": (["positions/sinusoidal"], r"relative error"),
+    "fork_bomb": (["positions/sinusoidal"], r"BlockingIOError|Resource temporarily"),
+    "network": (["positions/sinusoidal"], r"OSError|Network is unreachable|ConnectionRefused"),
+}
+LIMITS = Limits(case_time=10.0)  # only the infinite loop should ever reach it
+
+
+@pytest.fixture(scope="module")
+def listener():
+    """A loopback port a submission would need the network to reach."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    yield server.getsockname()[1]
+    server.close()
+
+
+def submission(name: str, folder: Path, **fill) -> Path:
+    attack = (CORPUS / f"{name}.py").read_text()
+    for key, value in fill.items():
+        attack = attack.replace(f"__{key.upper()}__", str(value))
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = (paths.SOLUTIONS / "transformer.py").read_text()
+    (folder / "transformer.py").write_text(reference + "\n\n" + attack)
+    return folder
+
+
+def test_every_corpus_file_has_an_expected_outcome():
+    assert {p.stem for p in CORPUS.glob("*.py")} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_submission_gets_the_intended_outcome(name, tmp_path, listener):
+    results_file = tmp_path / "results.json"
+    folder = submission(name, tmp_path / "sub", results=results_file, port=listener,
+                        fixture=paths.fixture_file("transformer", "autograder_expected"),
+                        solution=paths.SOLUTIONS / "transformer.py")
+    graded = grade("transformer", str(folder), training=False, limits=LIMITS)
+    failing, pattern = EXPECTED[name]
+    for v in graded.verdicts:
+        should_fail = failing == ALL or v.name in failing
+        assert v.passed != should_fail, (v.name, v.message)
+        if should_fail:
+            assert re.search(pattern, v.message), (v.name, v.message)
+            assert "\n" not in v.message and len(v.message) < 600
+    data = report.results(graded.verdicts, graded.seconds)
+    report.write_results(results_file, data)
+    written = json.loads(results_file.read_text())
+    assert_gradescope_schema(written)
+    assert written["score"] == sum(v.points for v in graded.verdicts) <= graded.max_score
+    assert len(results_file.read_bytes()) < 50_000  # no flood reaches the report
+
+
+def test_results_written_by_the_cli_cannot_be_forged(tmp_path):
+    results_file = tmp_path / "out" / "results.json"
+    results_file.parent.mkdir()
+    folder = submission("writes_results", tmp_path / "sub", results=results_file)
+    run = cli("grade", "transformer", "--impl", str(folder), "--no-training",
+              "--results", str(results_file))
+    assert run.returncode == 0, run.stderr
+    data = json.loads(results_file.read_text())
+    assert_gradescope_schema(data)
+    assert data["score"] == 42 and "999" not in results_file.read_text()
+
+
+def sandbox_processes() -> list[str]:
+    """Processes running as one of the sandbox's uids (61000 + slot)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uid = next(l for l in status.read_text().splitlines() if l.startswith("Uid:")).split()[1]
+        except (OSError, StopIteration):
+            continue
+        if int(uid) // 100 == 610:
+            found.append(status.parent.name)
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox switches uid only as root")
+def test_no_process_outlives_its_submission(tmp_path):
+    folder = submission("fork_bomb", tmp_path / "sub")
+    graded = grade("transformer", str(folder), training=False, limits=LIMITS,
+                   cases=["positions/sinusoidal", "attention/two_loop_single"])
+    assert [v.passed for v in graded.verdicts] == [False, True]
+    assert sandbox_processes() == []
+
+
+def test_grading_is_repeatable(tmp_path):
+    folder = submission("os_exit", tmp_path / "sub")
+    runs = [[(v.name, v.points, v.passed, v.message, v.error)
+             for v in grade("transformer", str(folder), training=False, limits=LIMITS).verdicts]
+            for _ in range(5)]
+    for run in runs[1:]:
+        assert run == runs[0], [(a, b) for a, b in zip(run, runs[0]) if a != b]
+
+
+class Payload:
+    """Unpickling this runs a shell command: weights_only loading must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickle_payload_in_outputs_file_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "autograder.pt"
+    torch.save({"outputs": Payload(marker)}, evil)
+    graded = grade_outputs("transformer", evil)
+    assert graded.score == 0 and not marker.exists()
+    assert all("could not be read safely" in v.message for v in graded.verdicts)
+
+
+def test_zip_with_escaping_paths_is_unpacked_safely(tmp_path):
+    archive = tmp_path / "evil.zip"
+    reference = (paths.SOLUTIONS / "transformer.py").read_bytes()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("transformer.py", reference)
+        zf.writestr("../escaped.py", "print('out')")
+        zf.writestr("/tmp/absolute_escape.py", "print('out')")
+        link = zipfile.ZipInfo("link")
+        link.external_attr = 0o120777 << 16  # a symbolic link entry
+        zf.writestr(link, "/etc/passwd")
+    graded = grade("transformer", str(archive), training=False)
+    assert graded.score == graded.max_score
+    assert any("refused unsafe zip entries" in note and "../escaped.py" in note
+               for note in graded.notes)
+    assert not (tmp_path.parent / "escaped.py").exists()
+    assert not Path("/tmp/absolute_escape.py").exists()
+
+
+def test_corrupt_zip_scores_zero_with_a_reason(tmp_path):
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(b"PK\x03\x04 definitely not a zip")
+    graded = grade("transformer", str(archive), training=False)
+    assert graded.score == 0
+    assert all("not a readable zip" in v.message for v in graded.verdicts)

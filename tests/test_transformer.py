@@ -1,0 +1,161 @@
+"""The transformer reference against the source homework's own expected values, and the
+suite's cases against the torch modules they promise to match."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dlkit import arith, load_assignment, rel_error
+
+T = load_assignment("transformer", "solutions")
+
+
+def close(got, expected, tol=1e-4):
+    """Within `tol` relative, or within the printed precision (5 decimals) of the source."""
+    expected = torch.tensor(expected)
+    return rel_error(got, expected) <= tol or torch.allclose(got, expected, rtol=0, atol=6e-6)
+
+
+def test_token_dict_and_tokenization_match_the_source():
+    d = T.generate_token_dict(T.VOCAB)
+    assert d["0"] == 0 and d["EOS"] == 15
+    tokenize = lambda s: T.preprocess_input_sequence(s, d, T.SPECIAL_TOKENS)  # noqa: E731
+    assert tokenize("BOS POSITIVE 0333 add POSITIVE 0696 EOS") == [14, 10, 0, 3, 3, 3, 12, 10, 0, 6, 9, 6, 15]
+    assert tokenize("BOS NEGATIVE 0286 subtract NEGATIVE 0044 EOS") == [14, 11, 0, 2, 8, 6, 13, 11, 0, 0, 4, 4, 15]
+    assert tokenize("BOS NEGATIVE 0078 EOS") == [14, 11, 0, 0, 7, 8, 15]
+
+
+def test_source_attention_values():
+    q = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0]]).view(1, 2, 3)
+    k = torch.eye(3).view(1, 3, 3)
+    v = torch.tensor([[3.0, 0, 0], [0, 5, 0], [0, 0, 7]]).view(1, 3, 3)
+    out = T.scaled_dot_product_attention(q, k, v)
+    assert close(out.view(-1)[:5], [1.413249135017395, 1.3222922086715698, 1.8512091636657715,
+                                    1.0912044048309326, 1.818674087524414])
+    masked = T.scaled_dot_product_attention(q, k, v, torch.tensor([[0, 0, 1]]).bool())
+    assert close(masked.view(-1)[:5], [1.921372413635254, 1.7977124452590942, 0.0, 1.5, 2.5])
+    torch.manual_seed(100)
+    q2, k2, v2 = torch.randn(3, 5, 7), torch.randn(3, 11, 7), torch.randn(3, 11, 7)
+    assert close(T.scaled_dot_product_attention(q2, k2, v2).view(-1)[6:11],
+                 [-0.40304261445999146, -0.2931785583496094, 0.20563912391662598,
+                  0.08719107508659363, 0.08274038136005402])
+    torch.manual_seed(210)
+    q5, k5, v5 = torch.randn(2, 4, 3), torch.randn(2, 4, 3), torch.randn(2, 4, 3)
+    assert close(T.scaled_dot_product_attention(q5, k5, v5, causal=True).view(-1)[2:7],
+                 [0.9079901576042175, -0.573272705078125, -1.1765587329864502,
+                  0.7771514058113098, -0.3235766291618347])
+    torch.manual_seed(220)
+    q6, k6, v6 = torch.randn(3, 5, 4), torch.randn(3, 5, 4), torch.randn(3, 5, 4)
+    mask = torch.tensor([[0, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 1, 1]]).bool()
+    assert close(T.scaled_dot_product_attention(q6, k6, v6, mask, causal=True).view(-1)[3:8],
+                 [-0.794226348400116, -0.4268738329410553, -0.8167679309844971,
+                  -0.3952184319496155, -0.5149437189102173])
+
+
+def linspace(lo, hi, *shape):
+    return torch.linspace(lo, hi, math.prod(shape)).reshape(*shape)
+
+
+def test_source_loop_and_masked_values():
+    q, k, v = linspace(-0.4, 0.6, 5, 4), linspace(-0.8, 0.5, 5, 4), linspace(-0.3, 0.8, 5, 4)
+    expected = [[0.08283, 0.14073, 0.19862, 0.25652], [0.13518, 0.19308, 0.25097, 0.30887],
+                [0.18848, 0.24637, 0.30427, 0.36216], [0.24091, 0.29881, 0.35670, 0.41460],
+                [0.29081, 0.34871, 0.40660, 0.46450]]
+    assert close(T.scaled_dot_product_two_loop_single(q, k, v), expected, 1e-4)
+    qb, kb, vb = (linspace(-0.4, 0.6, 2, 5, 4), linspace(-0.8, 0.5, 2, 5, 4),
+                  linspace(-0.3, 0.8, 2, 5, 4))
+    first = [[-0.09603, -0.06782, -0.03962, -0.01141], [-0.08991, -0.06170, -0.03350, -0.00529],
+             [-0.08376, -0.05556, -0.02735, 0.00085], [-0.07760, -0.04939, -0.02119, 0.00702],
+             [-0.07143, -0.04322, -0.01502, 0.01319]]
+    assert close(T.scaled_dot_product_two_loop_batch(qb, kb, vb)[0], first, 1e-3)
+    assert close(T.scaled_dot_product_no_loop_batch(qb, kb, vb)[0][0], first, 1e-3)
+    # The source's masked check used a "no peeking ahead" mask: that is causal=True here.
+    qm, km, vm = (linspace(-0.4, 0.6, 4, 3, 3), linspace(-0.1, 0.2, 4, 3, 3),
+                  linspace(0.4, 0.8, 4, 3, 3))
+    assert close(T.scaled_dot_product_attention(qm, km, vm, causal=True)[0],
+                 [[0.40000, 0.41143, 0.42286], [0.41703, 0.42846, 0.43989],
+                  [0.43408, 0.44551, 0.45694]], 1e-4)
+
+
+def test_source_layer_norm_and_feed_forward_values():
+    ln = T.LayerNorm(4, eps=1e-10)
+    assert close(ln(linspace(-0.4, 0.6, 2, 4)), [[-1.34164, -0.44721, 0.44721, 1.34164]] * 2)
+    ffn = T.FeedForward(4, 8)
+    with torch.no_grad():
+        for p in ffn.parameters():
+            p.copy_(torch.linspace(-1.4, 1.3, p.numel()).reshape(p.shape))
+    assert close(ffn(linspace(-0.4, 0.6, 2, 4)),
+                 [[-2.46161, -0.71662, 1.02838, 2.77337], [-7.56084, -1.69557, 4.16970, 10.03497]])
+
+
+def test_sinusoid_uses_the_standard_formula_not_the_source_quirk():
+    pe = T.sinusoidal_positions(5, 3)
+    assert pe.shape == (5, 3) and pe.dtype == torch.float32
+    assert math.isclose(pe[1, 2].item(), math.sin(1 / 10000 ** (2 / 3)), rel_tol=1e-6)
+    assert math.isclose(pe[2, 1].item(), math.cos(2.0), rel_tol=1e-6)
+    assert not math.isclose(pe[1, 2].item(), 0.84147, rel_tol=1e-3)  # the source's bug
+
+
+def test_multihead_attention_matches_torch_on_the_source_case():
+    torch.manual_seed(350)
+    ref = nn.MultiheadAttention(128, 4, batch_first=True)
+    for p in ref.parameters():
+        nn.init.normal_(p, 0, 0.05)
+    mha = T.MultiheadAttention(128, 4)
+    with torch.no_grad():
+        for i, name in enumerate("qkv"):
+            getattr(mha, f"{name}_proj").weight.copy_(ref.in_proj_weight[i * 128:(i + 1) * 128])
+            getattr(mha, f"{name}_proj").bias.copy_(ref.in_proj_bias[i * 128:(i + 1) * 128])
+        mha.o_proj.load_state_dict(ref.out_proj.state_dict())
+    torch.manual_seed(600)
+    q, k, v = torch.randn(4, 6, 128), torch.randn(4, 6, 128), torch.randn(4, 6, 128)
+    mask = torch.tensor([[0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0],
+                         [0, 0, 0, 0, 0, 1]]).bool()
+    future = torch.ones(6, 6, dtype=torch.bool).triu(1)
+    with torch.no_grad():
+        expected = ref(q, k, v, key_padding_mask=mask, attn_mask=future)[0]
+        # The whole batch, padded query rows included (the source only checked batch 0).
+        assert torch.allclose(mha(q, k, v, mask, causal=True), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_decoder_is_causal_and_starts_from_eos():
+    torch.manual_seed(0)
+    model = T.Transformer(17, 16, 15, 16, 1, 16, 2, 32, 0.0).eval()
+    labels = torch.tensor([[10, 1, 2, 3, 15], [11, 0, 4, -100, -100]])
+    assert model.shift_right(labels).tolist() == [[15, 10, 1, 2, 3], [15, 11, 0, 4, 16]]
+    ids = torch.randint(0, 15, (2, 9))
+    changed = labels.clone()
+    changed[:, 3:] = 7
+    with torch.no_grad():
+        a, _ = model(ids, labels)
+        b, _ = model(ids, changed)
+    assert torch.equal(a[:, :4], b[:, :4]) and not torch.equal(a, b)
+
+
+def test_arithmetic_data_is_deterministic_and_round_trips():
+    train, held_out = arith.split_problems()
+    assert len(train) + len(held_out) == 101 * 101 * 2 and len(held_out) == 2040
+    assert arith.split_problems() == (train, held_out)
+    assert not set(train) & set(held_out)
+    a, op, b = held_out[0]
+    tokens = arith.expression_text(a, op, b).split()
+    words = [t for word in tokens for t in ([word] if not word.isdigit() else list(word))]
+    assert arith.parse_expression(words) == (a, op, b)
+    assert arith.answer_text(50, "add", 50) == "BOS POSITIVE 100 EOS"
+    assert arith.answer_text(-3, "subtract", 4) == "BOS NEGATIVE 007 EOS"
+
+
+def test_masks_of_any_integer_dtype_are_accepted():
+    q = torch.randn(2, 3, 4)
+    mask = torch.tensor([[0, 0, 1], [0, 1, 1]])
+    out = [T.scaled_dot_product_attention(q, q, q, mask.to(dt)) for dt in
+           (torch.bool, torch.uint8, torch.int32, torch.int64)]
+    assert all(torch.equal(out[0], o) for o in out[1:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_softmax_runs_in_float32_under_low_precision(dtype):
+    q = torch.randn(2, 4, 8) * 30
+    out = T.scaled_dot_product_attention(q.to(dtype), q.to(dtype), q.to(dtype), causal=True)
+    assert out.dtype == dtype and torch.isfinite(out).all()
