@@ -96,6 +96,10 @@ class Suite:
 
     def select(self, names=None, training: bool = True) -> list[Case]:
         """Cases in order, optionally only `names`, optionally without training cases."""
+        unknown = [n for n in names or () if n not in self.cases]
+        if unknown:
+            raise ValueError(f"no case {unknown[0]!r} in {self.assignment}; "
+                             f"known cases: {', '.join(self.cases)}")
         chosen = [self[n] for n in names] if names else list(self)
         return [c for c in chosen if training or not c.is_training]
 

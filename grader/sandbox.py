@@ -67,7 +67,9 @@ def context():
     global _context
     if _context is None:
         _context = multiprocessing.get_context("forkserver")
-        _context.set_forkserver_preload(["torch", "grader.sandbox", "grader.cases", "dlkit"])
+        # "__main__": a script that starts grading is imported once here, not in every worker.
+        _context.set_forkserver_preload(["__main__", "torch", "grader.sandbox", "grader.cases",
+                                         "grader.suites", "dlkit"])
     return _context
 
 
@@ -108,32 +110,36 @@ def start_worker(assignment, module_path, jobs, device, limits, slot, workdir):
 def collect(worker, reader, jobs, limits, results, progress) -> int:
     """Read results until the worker finishes or fails; returns how many jobs were settled."""
     message = receive(reader, limits.import_time, limits)
-    if message.error or message.outputs.get("status") != "ready":
-        reason = message.error or message.outputs.get("message", "could not import the module")
+    body = message.outputs if isinstance(message.outputs, dict) else {}
+    if message.error or body.get("status") != "ready":
+        reason = message.error or str(body.get("message", "could not import the module"))[:500]
         for case, _ in jobs:
             results[case.name] = Result(error=reason)
         return len(jobs)
     for index, (case, _) in enumerate(jobs):
         started = time.monotonic()
         budget = min(case.time_limit, limits.case_time or case.time_limit)
-        message = receive(reader, budget, limits, worker)
-        seconds = time.monotonic() - started
-        if message.error:
-            results[case.name] = Result(error=message.error, seconds=seconds)
-        else:
-            body = message.outputs
-            if not isinstance(body, dict) or body.get("case") != case.name:
-                results[case.name] = Result(error="the worker sent a malformed reply",
-                                            seconds=seconds)
-            elif body.get("status") == "ok":
-                results[case.name] = Result(outputs=body.get("outputs"), seconds=seconds)
-            else:
-                results[case.name] = Result(error=str(body.get("message"))[:500], seconds=seconds)
+        result, clean = reply(case.name, receive(reader, budget, limits, worker))
+        result.seconds = time.monotonic() - started
+        results[case.name] = result
         if progress:
             progress(case.name)
-        if results[case.name].error:
-            return index + 1  # a failed case may have left debris: a fresh worker goes on
+        if not clean:
+            return index + 1  # a crash may have left debris: a fresh worker goes on
     return len(jobs)
+
+
+def reply(name: str, message: Result) -> tuple[Result, bool]:
+    """The case's result from one message, and whether the worker is still fit to go on
+    (it is after a success or a plain "not implemented yet")."""
+    if message.error:
+        return message, False
+    body = message.outputs
+    if not isinstance(body, dict) or body.get("case") != name:
+        return Result(error="the worker sent a malformed reply"), False
+    if body.get("status") == "ok":
+        return Result(outputs=body.get("outputs")), True
+    return Result(error=str(body.get("message"))[:500]), body.get("status") == "todo"
 
 
 def receive(reader, timeout, limits, worker=None) -> Result:
@@ -210,7 +216,7 @@ def worker_main(assignment, module_path, work, device, limits, slot, workdir, wr
             outputs = suite[name].call(module, to_device(inputs, target), target)
             body = {"case": name, "status": "ok", "outputs": plain(outputs)}
         except NotImplementedError as exc:
-            body = {"case": name, "status": "error",
+            body = {"case": name, "status": "todo",
                     "message": f"not implemented yet ({exc})" if str(exc) else "not implemented yet"}
         except BaseException as exc:  # noqa: BLE001 - the student's exception, reported
             body = {"case": name, "status": "error", "message": error_line(exc, module_path)}

@@ -9,5 +9,5 @@ def available() -> list[str]:
 
 def load_suite(assignment: str):
     if assignment not in available():
-        raise SystemExit(f"unknown assignment {assignment!r}; known: {', '.join(available())}")
+        raise ValueError(f"unknown assignment {assignment!r}; known: {', '.join(available())}")
     return importlib.import_module(f"grader.suites.{assignment}").suite
