@@ -7,8 +7,7 @@ of every mistake so the grader can name it; tests grade each one and expect lost
 MUTANTS = {
     "no_scale": (
         "attention scores were not divided by sqrt(d_head)",
-        [("scores = torch.bmm(q, k.transpose(1, 2)).float() / math.sqrt(q.shape[-1])",
-          "scores = torch.bmm(q, k.transpose(1, 2)).float()")]),
+        [("torch.bmm(q * scale, k.transpose(1, 2))", "torch.bmm(q, k.transpose(1, 2))")]),
     "inverted_padding_mask": (
         "the key-padding mask is inverted: 1 means pad (ignore), 0 means a real token",
         [("key_padding_mask.bool()[:, None, :]", "~key_padding_mask.bool()[:, None, :]")]),
