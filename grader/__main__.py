@@ -197,6 +197,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.command in ("grade", "batch", "submit") and not getattr(args, "outputs", None):
+        from grader import forkserver
+        forkserver.start()  # imports torch alongside us instead of after us
     from grader.authoring import AuthoringError
     from grader.grade import GradingError
     try:

@@ -118,11 +118,11 @@ def describe(value) -> str:
     return f"a {type(value).__name__}"
 
 
-def validate(got, expected, where: str = "output") -> str | None:
+def validate(got, expected, where: str = "output", finite: bool = True) -> str | None:
     """None if `got` has exactly the structure, types, dtypes and shapes of `expected`.
 
     Otherwise one line saying what is wrong. Tensors must be exactly `torch.Tensor` (no
-    subclasses) and floating tensors must be finite.
+    subclasses) and, unless `finite=False`, floating tensors must be finite.
     """
     if isinstance(expected, torch.Tensor):
         if type(got) is not torch.Tensor:
@@ -133,7 +133,7 @@ def validate(got, expected, where: str = "output") -> str | None:
             return f"{where}: dtype {got.dtype}, expected {expected.dtype}"
         if got.shape != expected.shape:
             return f"{where}: shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
-        if got.is_floating_point() and not torch.isfinite(got).all():
+        if finite and got.is_floating_point() and not torch.isfinite(got).all():
             return f"{where}: contains NaN or Inf"
         return None
     if isinstance(expected, dict):
@@ -142,7 +142,7 @@ def validate(got, expected, where: str = "output") -> str | None:
         if set(got) != set(expected):
             return f"{where}: keys {sorted(map(str, got))}, expected {sorted(expected)}"
         for key in expected:
-            problem = validate(got[key], expected[key], f"{where}[{key!r}]")
+            problem = validate(got[key], expected[key], f"{where}[{key!r}]", finite)
             if problem:
                 return problem
         return None
@@ -150,7 +150,7 @@ def validate(got, expected, where: str = "output") -> str | None:
         if type(got) not in (tuple, list) or len(got) != len(expected):
             return f"{where}: expected a sequence of {len(expected)} tensors, got {describe(got)}"
         for i, (g, e) in enumerate(zip(got, expected)):
-            problem = validate(g, e, f"{where}[{i}]")
+            problem = validate(g, e, f"{where}[{i}]", finite)
             if problem:
                 return problem
         return None
@@ -167,13 +167,21 @@ def leaves(value) -> list[torch.Tensor]:
 
 
 def distance(got, expected) -> float:
-    """Worst rel_error over all tensors; integer and bool tensors count 0 or 1 (exact)."""
+    """Worst rel_error over all tensors; integer and bool tensors count 0 or 1 (exact).
+
+    NaN or Inf in the same places on both sides count as equal (a known mistake may produce
+    them); anywhere else they count as the maximal error, 1.
+    """
     worst = 0.0
     for g, e in zip(leaves(got), leaves(expected)):
-        if e.is_floating_point():
-            worst = max(worst, rel_error(g, e))
-        elif not torch.equal(g, e):
-            worst = 1.0
+        if not e.is_floating_point():
+            worst = max(worst, 0.0 if torch.equal(g, e) else 1.0)
+            continue
+        finite = torch.isfinite(g) & torch.isfinite(e)
+        same = (g == e) | (g.isnan() & e.isnan())
+        if not (finite | same).all():
+            return 1.0
+        worst = max(worst, rel_error(g[finite], e[finite]))
     return worst
 
 
@@ -185,7 +193,9 @@ def judge(case: Case, got, expected, mutants: dict | None = None) -> Verdict:
 
     problem = validate(got, expected)
     if problem:
-        return fail(problem)
+        known = validate(got, expected, finite=False) is None and diagnose(got, mutants or {},
+                                                                           case.tol)
+        return fail(f"{problem}: looks like a known mistake: {known}" if known else problem)
     if case.is_training:
         matches = got.eq(expected)
         if matches.dim() > 1:  # a row (a sequence) counts only when all of it is right
@@ -212,8 +222,9 @@ def judge(case: Case, got, expected, mutants: dict | None = None) -> Verdict:
 
 
 def diagnose(got, mutants: dict, tol: float) -> str | None:
-    """The description of the first known mistake whose outputs match `got`, if any."""
-    for mutant in mutants.values():
-        if validate(got, mutant["outputs"]) is None and distance(got, mutant["outputs"]) <= tol:
-            return mutant["description"]
-    return None
+    """The description of the known mistake whose outputs match `got`, if exactly one does
+    (outputs that several mistakes produce alike name none of them)."""
+    matches = [mutant["description"] for mutant in mutants.values()
+               if validate(got, mutant["outputs"], finite=False) is None
+               and distance(got, mutant["outputs"]) <= tol]
+    return matches[0] if len(matches) == 1 else None

@@ -17,7 +17,6 @@ Isolation in the worker, before any student code is imported:
 """
 import ctypes
 import io
-import multiprocessing
 import os
 import resource
 import shutil
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from grader import paths
+from grader.forkserver import context
 
 CLONE_NEWNS, CLONE_NEWUSER, CLONE_NEWNET = 0x00020000, 0x10000000, 0x40000000
 MS_RDONLY, MS_REC, MS_PRIVATE = 1, 0x4000, 0x40000
@@ -57,20 +57,6 @@ class Result:
     outputs: object = None
     error: str | None = None
     seconds: float = 0.0
-
-
-_context = None
-
-
-def context():
-    """The forkserver context; started once, with torch imported and no fixture loaded."""
-    global _context
-    if _context is None:
-        _context = multiprocessing.get_context("forkserver")
-        # "__main__": a script that starts grading is imported once here, not in every worker.
-        _context.set_forkserver_preload(["__main__", "torch", "grader.sandbox", "grader.cases",
-                                         "grader.suites", "dlkit"])
-    return _context
 
 
 def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
