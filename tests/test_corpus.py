@@ -17,6 +17,7 @@ import torch
 from grader import paths, report
 from grader.grade import grade, grade_outputs
 from grader.sandbox import Limits
+from grader.suites import load_suite
 from helpers import assert_gradescope_schema, cli
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -48,6 +49,7 @@ EXPECTED = {
     "fork_bomb": (["positions/sinusoidal"], r"BlockingIOError|Resource temporarily"),
     "network": (["positions/sinusoidal"], r"OSError|Network is unreachable|ConnectionRefused"),
 }
+MAX = sum(c.points for c in load_suite("transformer").select(None, training=False))
 LIMITS = Limits(case_time=10.0)  # only the infinite loop should ever reach it
 
 
@@ -106,7 +108,8 @@ def test_results_written_by_the_cli_cannot_be_forged(tmp_path):
     assert run.returncode == 0, run.stderr
     data = json.loads(results_file.read_text())
     assert_gradescope_schema(data)
-    assert data["score"] == 42 and "999" not in results_file.read_text()
+    sinusoidal = load_suite("transformer")["positions/sinusoidal"].points
+    assert data["score"] == MAX - sinusoidal and "999" not in results_file.read_text()
 
 
 def sandbox_processes() -> list[str]:

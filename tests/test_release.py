@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from grader import paths
+from grader.suites import load_suite
 from grader.release import gradescope_bundle, student_bundle
 from helpers import assert_gradescope_schema, cli
+
+
+MAX = sum(c.points for c in load_suite("transformer").select(None, training=False))
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +45,11 @@ def test_student_bundle_grades_on_its_own(student):
     assert where.stdout.strip() == str(student), where.stderr
     run = run_in(student, "-m", "grader", "grade", "transformer", "--no-training")
     assert run.returncode == 0, run.stderr
-    assert "public set" in run.stdout and "0 / 44" in run.stdout
+    assert "public set" in run.stdout and f"0 / {MAX:g}" in run.stdout
     # A student who finishes the work gets full marks from the same bundle.
     shutil.copy(paths.SOLUTIONS / "transformer.py", student / "assignments" / "transformer.py")
     run = run_in(student, "-m", "grader", "grade", "transformer", "--no-training")
-    assert "44 / 44" in run.stdout, run.stdout + run.stderr
+    assert f"{MAX:g} / {MAX:g}" in run.stdout, run.stdout + run.stderr
     run = run_in(student, "-m", "grader", "submit", "transformer")
     assert run.returncode == 0, run.stderr
     with zipfile.ZipFile(student / "submissions" / "transformer.zip") as zf:
@@ -86,7 +90,7 @@ def autograder(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("impl,score", [("solutions", 44), ("assignments", 0)])
+@pytest.mark.parametrize("impl,score", [("solutions", MAX), ("assignments", 0)])
 def test_gradescope_run_autograder(autograder, impl, score):
     submission = autograder / "submission"
     shutil.rmtree(submission, ignore_errors=True)
@@ -119,7 +123,7 @@ def test_gradescope_accepts_the_zip_from_make_submit(autograder, tmp_path):
                                   PYTHONPATH=str(autograder / "source")),
                          capture_output=True, text=True, timeout=600)
     data = json.loads((autograder / "results" / "results.json").read_text())
-    assert data["score"] == 44, run.stdout + run.stderr
+    assert data["score"] == MAX, run.stdout + run.stderr
 
 
 def test_outputs_mode_scores_the_submitted_autograder_file(tmp_path):
@@ -135,7 +139,7 @@ def test_outputs_mode_scores_the_submitted_autograder_file(tmp_path):
     run = cli("grade", "transformer", "--outputs", str(tmp_path / "autograder.pt"),
               "--results", str(results))
     assert run.returncode == 0, run.stderr
-    assert json.loads(results.read_text())["score"] == 44
+    assert json.loads(results.read_text())["score"] == MAX
 
 
 @pytest.mark.parametrize("args,message", [
@@ -167,7 +171,7 @@ def test_batch_grades_a_class_and_writes_a_gradebook(tmp_path):
     rows = (out / "gradebook.csv").read_text().splitlines()
     header, body = rows[0].split(","), {r.split(",")[0]: r.split(",") for r in rows[1:]}
     assert header[0] == "submission" and header[-2:] == ["total", "max"]
-    assert body["alice"][-2:] == ["44", "44"]
+    assert body["alice"][-2:] == [f"{MAX:g}", f"{MAX:g}"]
     assert body["bob"][-2] == body["carol"][-2] == body["assignments"][-2] == "0"
     for name in body:
         assert_gradescope_schema(json.loads((out / name / "results.json").read_text()))

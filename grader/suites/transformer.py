@@ -494,10 +494,20 @@ def model_call(m, x, device):
     with torch.no_grad():
         logits, loss = model(x["ids"], x["labels"])
         changed, _ = model(x["ids"], x["changed"])
-        shifted = model.shift_right(x["labels"])
     # Decoder input t is label t-1, so logits up to cut+1 may only depend on labels <= cut.
-    return {"logits": logits, "loss": loss, "changed": changed, "shifted": shifted,
-            "cut": x["cut"] + 1}
+    return {"logits": logits, "loss": loss, "changed": changed, "cut": x["cut"] + 1}
+
+
+def shift_right_inputs(g):
+    labels = torch.randint(0, 15, (4, 6), generator=g)
+    lengths = torch.randint(2, 7, (4,), generator=g)
+    return {"labels": labels.masked_fill(torch.arange(6)[None, :] >= lengths[:, None], -100)}
+
+
+suite.add(Case(
+    "model/shift_right", 1, shift_right_inputs,
+    lambda m, x, device: m.Transformer(**MODEL).shift_right(x["labels"]),
+    hint="[EOS, labels[:, :-1]], with every -100 replaced by PAD"))
 
 
 suite.add(Case(
