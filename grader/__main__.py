@@ -11,24 +11,22 @@ from pathlib import Path
 from grader import paths
 
 
+def generated(kind: str, stale: list[str], check: bool) -> int:
+    if check and stale:
+        print(f"out of date (run `python -m grader {kind}`): {', '.join(stale)}")
+        return 1
+    print(f"{kind}: " + (f"wrote {', '.join(stale)}" if stale else "up to date"))
+    return 0
+
+
 def cmd_skeletons(args) -> int:
     from grader.authoring import skeletons
-    stale = skeletons(check=args.check)
-    if args.check and stale:
-        print(f"out of date (run `python -m grader skeletons`): {', '.join(stale)}")
-        return 1
-    print("skeletons: " + (f"wrote {', '.join(stale)}" if stale else "up to date"))
-    return 0
+    return generated("skeletons", skeletons(check=args.check), args.check)
 
 
 def cmd_notebooks(args) -> int:
     from grader.notebooks import notebooks
-    stale = notebooks(check=args.check)
-    if args.check and stale:
-        print(f"out of date (run `python -m grader notebooks`): {', '.join(stale)}")
-        return 1
-    print("notebooks: " + (f"wrote {', '.join(stale)}" if stale else "up to date"))
-    return 0
+    return generated("notebooks", notebooks(check=args.check), args.check)
 
 
 def cmd_fixtures(args) -> int:

@@ -77,18 +77,22 @@ def solution_names() -> list[str]:
                   if not p.stem.endswith("_mutants") and not p.stem.startswith("_"))
 
 
-def skeletons(check: bool) -> list[str]:
-    """Write (or, with check, compare) every skeleton; returns the out-of-date file names."""
+def sync_text(generated: dict[Path, str], check: bool) -> list[str]:
+    """Write each generated file whose content differs (unless `check`); returns them."""
     stale = []
-    for name in solution_names():
-        text = make_skeleton((paths.SOLUTIONS / f"{name}.py").read_text(), name)
-        target = paths.ASSIGNMENTS / f"{name}.py"
+    for target, text in generated.items():
         if target.is_file() and target.read_text() == text:
             continue
         stale.append(str(target.relative_to(paths.ROOT)))
         if not check:
             write_atomic(target, text.encode())
     return stale
+
+
+def skeletons(check: bool) -> list[str]:
+    """Write (or, with check, compare) every skeleton; returns the out-of-date file names."""
+    return sync_text({paths.ASSIGNMENTS / f"{name}.py": make_skeleton(
+        (paths.SOLUTIONS / f"{name}.py").read_text(), name) for name in solution_names()}, check)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

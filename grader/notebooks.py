@@ -5,7 +5,7 @@ whose lines are comments.
 import nbformat
 
 from grader import paths
-from grader.authoring import write_atomic
+from grader.authoring import sync_text
 
 
 def cells(script: str) -> list:
@@ -40,13 +40,5 @@ def build(script: str) -> str:
 
 def notebooks(check: bool) -> list[str]:
     """Build every notebooks/<a>.ipynb from notebooks/<a>.py; returns the out-of-date ones."""
-    stale = []
-    for script in sorted(paths.NOTEBOOKS.glob("*.py")):
-        text = build(script.read_text())
-        target = script.with_suffix(".ipynb")
-        if target.is_file() and target.read_text() == text:
-            continue
-        stale.append(str(target.relative_to(paths.ROOT)))
-        if not check:
-            write_atomic(target, text.encode())
-    return stale
+    return sync_text({script.with_suffix(".ipynb"): build(script.read_text())
+                      for script in sorted(paths.NOTEBOOKS.glob("*.py"))}, check)
