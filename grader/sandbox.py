@@ -85,9 +85,13 @@ def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
 def start_worker(assignment, module_path, jobs, device, limits, slot, workdir):
     reader, writer = context().Pipe(duplex=False)
     work = [(case.name, inputs, case.seed(0)) for case, inputs in jobs]
+    # CPU seconds are a backstop behind the wall-clock limits (threads add up CPU time).
+    cpu_seconds = int((limits.import_time + sum(case.time_limit for case, _ in jobs))
+                      * (os.cpu_count() or 1)) + 1
     worker = context().Process(
         target=worker_main, daemon=True,
-        args=(assignment, str(module_path), work, device, limits, slot, workdir, writer))
+        args=(assignment, str(module_path), work, device, limits, slot, workdir, cpu_seconds,
+              writer))
     worker.start()
     writer.close()  # only the worker holds the write end: EOF means it is gone
     return worker, reader
@@ -99,6 +103,8 @@ def collect(worker, reader, jobs, limits, results, progress) -> int:
     body = message.outputs if isinstance(message.outputs, dict) else {}
     if message.error or body.get("status") != "ready":
         reason = message.error or str(body.get("message", "could not import the module"))[:500]
+        if reason.startswith("time limit"):
+            reason = f"importing the module took longer than {limits.import_time:.0f} s"
         for case, _ in jobs:
             results[case.name] = Result(error=reason)
         return len(jobs)
@@ -179,13 +185,14 @@ def stop(worker, grace: float = 10.0) -> None:
 # Inside the worker (a child of the forkserver)
 # ---------------------------------------------------------------------------------------
 
-def worker_main(assignment, module_path, work, device, limits, slot, workdir, writer):
+def worker_main(assignment, module_path, work, device, limits, slot, workdir, cpu_seconds,
+                writer):
     """Isolate, import the student module, run each case, stream the outputs back."""
     def send(body):
         writer.send_bytes(pack(body))
 
     source = read_source(module_path)  # before privileges drop and folders are hidden
-    isolate(limits, slot, workdir)
+    isolate(limits, slot, workdir, cpu_seconds)
     try:
         module = import_student(assignment, module_path, source)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
@@ -276,7 +283,7 @@ def error_line(exc, module_path) -> str:
     return f"{type(exc).__name__}{where}: {text}" if text else f"{type(exc).__name__}{where}"
 
 
-def isolate(limits: Limits, slot: int, workdir: str) -> None:
+def isolate(limits: Limits, slot: int, workdir: str, cpu_seconds: int) -> None:
     """Everything the worker does to itself before student code runs."""
     os.setsid()
     libc = ctypes.CDLL(None, use_errno=True)
@@ -300,7 +307,7 @@ def isolate(limits: Limits, slot: int, workdir: str) -> None:
     if limits.threads:
         torch.set_num_threads(limits.threads)
     warm_up_threads()
-    apply_rlimits(limits, own_uid=root)
+    apply_rlimits(limits, cpu_seconds, own_uid=root)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
@@ -371,7 +378,7 @@ class CappedWriter(io.TextIOBase):
         return len(text)
 
 
-def apply_rlimits(limits: Limits, own_uid: bool) -> None:
+def apply_rlimits(limits: Limits, cpu_seconds: int, own_uid: bool) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the cap fail instead of killing
     mapped = current_address_space()
     resource.setrlimit(resource.RLIMIT_AS, (mapped + limits.memory,) * 2)
@@ -380,6 +387,7 @@ def apply_rlimits(limits: Limits, own_uid: bool) -> None:
         allowed = thread_count() + limits.processes
         resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
 
 
 def warm_up_threads() -> None:
