@@ -49,6 +49,9 @@ class Case:
     min_accuracy: for training cases: outputs are predictions (N,) or (N, L), scored against
         held-out labels that never reach the child; a row counts when all of it matches.
     properties: relations checked on the outputs in addition to the comparison.
+    gpu_reference(), gpu_min_accuracy: for training cases with a gpu profile (chosen when
+        grading on CUDA): the held-out labels, read by the parent (None when the data is
+        absent, and the cpu profile's fixture applies), and that profile's threshold.
     hint: one line shown on failure. time_limit: seconds for this case in the sandbox.
     """
     name: str
@@ -59,6 +62,8 @@ class Case:
     tol: float = 1e-5
     min_accuracy: float | None = None
     properties: list[Property] = field(default_factory=list)
+    gpu_reference: Callable[[], Outputs | None] | None = None
+    gpu_min_accuracy: float | None = None
     hint: str = ""
     time_limit: float = 30.0
 
@@ -185,8 +190,11 @@ def distance(got, expected) -> float:
     return worst
 
 
-def judge(case: Case, got, expected, mutants: dict | None = None) -> Verdict:
-    """Score one case from untrusted `got` against the fixture's `expected`."""
+def judge(case: Case, got, expected, mutants: dict | None = None,
+          min_accuracy: float | None = None) -> Verdict:
+    """Score one case from untrusted `got` against the fixture's `expected`.
+
+    `min_accuracy` overrides the case's threshold (the gpu profile's)."""
     def fail(message, error=None):
         return Verdict(case.name, 0.0, case.points, False, message, error,
                        None if case.is_training else case.tol)
@@ -201,8 +209,9 @@ def judge(case: Case, got, expected, mutants: dict | None = None) -> Verdict:
         if matches.dim() > 1:  # a row (a sequence) counts only when all of it is right
             matches = matches.flatten(1).all(dim=1)
         accuracy = matches.float().mean().item()
-        message = f"held-out accuracy {accuracy:.3f} (needs >= {case.min_accuracy})"
-        if accuracy < case.min_accuracy:
+        threshold = case.min_accuracy if min_accuracy is None else min_accuracy
+        message = f"held-out accuracy {accuracy:.3f} (needs >= {threshold})"
+        if accuracy < threshold:
             return fail(message + (f"; {case.hint}" if case.hint else ""), accuracy)
         return Verdict(case.name, case.points, case.points, True, message, accuracy)
     error = distance(got, expected)

@@ -90,15 +90,20 @@ def grade(assignment: str, impl: str = "assignments", *, device: str = "cpu",
         ran = run_cases(assignment, folder / f"{assignment}.py", jobs, device=device,
                         limits=limits, slot=slot, progress=progress)
     verdicts = [verdict(case, ran[case.name].outputs, ran[case.name].error,
-                        expected[case.name]) for case in chosen]
+                        expected[case.name], device) for case in chosen]
     notes = [f"refused unsafe zip entries: {', '.join(refused)}"] if refused else []
     return Graded(assignment, verdicts, time.monotonic() - started, which, notes)
 
 
-def verdict(case, outputs, error, fixture) -> Verdict:
+def verdict(case, outputs, error, fixture, device: str = "cpu") -> Verdict:
     if error is not None:
         return Verdict(case.name, 0.0, case.points, False, error)
-    return judge(case, outputs, fixture["expected"], fixture.get("mutants"))
+    expected, threshold = fixture["expected"], None
+    if device == "cuda" and case.gpu_reference is not None:
+        labels = case.gpu_reference()  # None: no gpu data here, the cpu profile ran
+        if labels is not None:
+            expected, threshold = labels, case.gpu_min_accuracy
+    return judge(case, outputs, expected, fixture.get("mutants"), min_accuracy=threshold)
 
 
 def grade_outputs(assignment: str, outputs_file: Path, *, cases=None) -> Graded:

@@ -84,7 +84,9 @@ def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
 
 def start_worker(assignment, module_path, jobs, device, limits, slot, workdir):
     reader, writer = context().Pipe(duplex=False)
-    work = [(case.name, inputs, case.seed(0)) for case, inputs in jobs]
+    # One bytes object: tensors passed as process arguments would each travel as a file
+    # descriptor of shared memory.
+    work = pack([(case.name, inputs, case.seed(0)) for case, inputs in jobs])
     # CPU seconds are a backstop behind the wall-clock limits (threads add up CPU time).
     cpu_seconds = int((limits.import_time + sum(case.time_limit for case, _ in jobs))
                       * (os.cpu_count() or 1)) + 1
@@ -191,6 +193,7 @@ def worker_main(assignment, module_path, work, device, limits, slot, workdir, cp
     def send(body):
         writer.send_bytes(pack(body))
 
+    work = torch.load(io.BytesIO(work), weights_only=True)
     source = read_source(module_path)  # before privileges drop and folders are hidden
     isolate(limits, slot, workdir, cpu_seconds)
     try:

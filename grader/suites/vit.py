@@ -11,20 +11,21 @@ held-out images; the labels exist only in the expected values. Two profiles:
 
 cpu (any machine, offline; used for CI and `make grade`): scikit-learn's 8x8 digits, a
     random split of 1300 training and 497 held-out images (another split per fixture
-    set), 2x2 patches (16 per image), one torch thread. Reference runs on this 2-core
-    machine (both fixture sets, measured with `tests/bench_vit.py`; see the table in
-    PROFILES below for the numbers each threshold was set from):
-        ViT from scratch        reference 0.94-0.96 in ~15 s      threshold 0.85
-        MAE linear probe        reference 0.67-0.69 (pretraining ~35 s, probe ~8 s);
-                                a probe on a random, unpretrained encoder gets 0.24
-                                                                  threshold 0.50
-        MAE full fine-tuning    reference 0.95-0.97 in ~18 s      threshold 0.85
+    set), 2x2 patches (16 per image), one torch thread. The reference on this 2-core
+    machine (`tests/bench_vit.py --set both`; public / autograder set):
+        ViT from scratch      0.942 / 0.942, 13-22 s      threshold 0.85 (margin 0.09)
+        MAE linear probe      0.712 / 0.680 after 26-32 s of pretraining and 13-15 s of
+                              probing; the same probe on a never-pretrained encoder
+                              gets 0.36 / 0.35          threshold 0.50 (margin 0.18)
+        MAE fine-tuning       0.970 / 0.968, 8-15 s after pretraining
+                                                          threshold 0.85 (margin 0.12)
+    Grading the three cases together takes about 80 s (the MAE cases share one
+    pretraining inside the sandbox); each alone about 20-50 s.
 gpu (chosen when grading on CUDA with CIFAR-10 under data/): the source homework's
     recipe and thresholds on CIFAR-10 (ViT >= 0.65, MAE linear probe >= 0.30, fine-tune
     >= 0.70). The held-out labels are the CIFAR-10 test labels, which the grader's
-    parent reads from disk: this needs grader support for per-profile expected values
-    (`gpu_reference` / `gpu_min_accuracy` on the Case); until grader/cases.py has those
-    fields, grading on CUDA uses the cpu profile's data and thresholds (on the GPU).
+    parent reads from disk (`gpu_reference` / `gpu_min_accuracy` on the Case). Without
+    CIFAR-10 under data/, grading on CUDA runs the cpu profile (on the GPU).
 """
 import hashlib
 from contextlib import contextmanager
@@ -52,6 +53,31 @@ KEEP = SIDE * SIDE - int(SIDE * SIDE * MAE["mask_ratio"])  # 4 of 16 patches are
 # ---------------------------------------------------------------------------------------
 # Small builders
 # ---------------------------------------------------------------------------------------
+
+@contextmanager
+def torch_threads(n: int):
+    """The cpu profile trains on one thread: models this small gain nothing from a second
+    one, and on a busy machine (parallel grading) OpenMP threads slow each other down."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def add(case: Case) -> Case:
+    """Add an exact (non-training) case that runs on one torch thread: the same reduction
+    order on every machine keeps fixtures reproducible, and tiny ops are fastest that way."""
+    call = case.call
+
+    def single_threaded(m, x, device):
+        with torch_threads(1):
+            return call(m, x, device)
+    case.call = single_threaded
+    return suite.add(case)
+
 
 def randn(g, *shape, scale=1.0):
     return torch.randn(*shape, generator=g) * scale
@@ -187,7 +213,7 @@ def unpatchify_call(m, x, device):
             "grey_p2": m.unpatchify(m.patchify(x["grey"], 2), 2)}
 
 
-suite.add(Case("patches/unpatchify", 2, unpatchify_inputs, unpatchify_call, tol=1e-3,
+add(Case("patches/unpatchify", 2, unpatchify_inputs, unpatchify_call, tol=1e-3,
                hint="reshape to (B, h, w, C, p, p), permute to (B, C, h, p, w, p), reshape"))
 
 
@@ -211,7 +237,7 @@ def patch_embed_call(m, x, device):
         return embed(x["images"])
 
 
-suite.add(Case("patches/patch_embed", 3, patch_embed_inputs, patch_embed_call,
+add(Case("patches/patch_embed", 3, patch_embed_inputs, patch_embed_call,
                reference=patch_embed_reference, tol=1e-4,
                hint="self.proj = nn.Conv2d(nin, nout, kernel_size=p, stride=p); output "
                     "(B, nout, h, w) -> flatten(2) -> transpose(1, 2)"))
@@ -233,7 +259,7 @@ def vit_call(m, x, device):
     return {"logits": logits, "logits_with_attention": logits_again, "attention": attention}
 
 
-suite.add(Case("vit/forward", 4, vit_inputs, vit_call, tol=1e-3,
+add(Case("vit/forward", 4, vit_inputs, vit_call, tol=1e-3,
                hint="patchify -> patch_projection -> [CLS, tokens] + position_encoding -> "
                     "transformer -> output_head(token 0)"))
 
@@ -244,7 +270,7 @@ def attention_map_call(m, x, device):
         return m.cls_attention_maps(model, x["images"])
 
 
-suite.add(Case("vit/cls_attention_maps", 2, vit_inputs, attention_map_call, tol=1e-3,
+add(Case("vit/cls_attention_maps", 2, vit_inputs, attention_map_call, tol=1e-3,
                hint="attention[:, :, :, 0, 1:] is CLS attending to the patches; average "
                     "layers and heads, reshape to (B, h, w)"))
 
@@ -268,7 +294,7 @@ def removed_count_is(count):
     return holds
 
 
-suite.add(Case("masking/random_masking", 3, masking_inputs, masking_call, tol=1e-3,
+add(Case("masking/random_masking", 3, masking_inputs, masking_call, tol=1e-3,
                properties=[Property(removed_count_is(6),
                                     "every mask row must have L - keep_length ones "
                                     "(1 = removed)")],
@@ -282,9 +308,10 @@ def restore_inputs(g):
             "ids_restore": permutations(g, B, L).argsort(dim=1)}
 
 
-suite.add(Case("masking/restore_masked", 2, restore_inputs,
+add(Case("masking/restore_masked", 2, restore_inputs,
                lambda m, x, device: m.restore_masked(x["kept"], x["masked"], x["ids_restore"]),
-               tol=1e-3, hint="cat([kept_x, masked_x], dim=1), then index_sequence(., ids_restore)"))
+               tol=1e-3,
+               hint="cat([kept_x, masked_x], dim=1), then index_sequence(., ids_restore)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -302,7 +329,7 @@ def encoder_call(m, x, device):
         return mae.forward_encoder(x["images"], x["ids_shuffle"])
 
 
-suite.add(Case("mae/forward_encoder", 4, encoder_inputs, encoder_call, tol=0.008,
+add(Case("mae/forward_encoder", 4, encoder_inputs, encoder_call, tol=0.008,
                hint="patchify -> encoder_input_projection -> + encoder_position_encoding -> "
                     "random_masking -> [CLS, kept] -> encoder"))
 
@@ -324,7 +351,7 @@ def random_encoder_call(m, x, device):
             "two_calls_differ": torch.tensor(not torch.equal(mask, mask_again))}
 
 
-suite.add(Case("mae/forward_encoder_random", 2, encoder_inputs, random_encoder_call,
+add(Case("mae/forward_encoder_random", 2, encoder_inputs, random_encoder_call,
                tol=1e-3,
                hint="with ids_shuffle=None draw one random permutation per image, on "
                     "images.device (e.g. torch.rand(B, L).argsort(dim=1))"))
@@ -341,7 +368,7 @@ def decoder_call(m, x, device):
         return mae.forward_decoder(x["encoder_embeddings"], x["ids_restore"])
 
 
-suite.add(Case("mae/forward_decoder", 4, decoder_inputs, decoder_call, tol=0.04,
+add(Case("mae/forward_decoder", 4, decoder_inputs, decoder_call, tol=0.04,
                hint="project, split off CLS, restore_masked with masked_tokens, + "
                     "decoder_position_encoding, [CLS, x] -> decoder, drop CLS, project"))
 
@@ -356,7 +383,7 @@ def representation_call(m, x, device):
         return mae.forward_encoder_representation(x["images"])
 
 
-suite.add(Case("mae/encoder_representation", 3, representation_inputs, representation_call,
+add(Case("mae/encoder_representation", 3, representation_inputs, representation_call,
                tol=0.01, hint="forward_encoder without the masking: all L patches plus CLS"))
 
 
@@ -371,7 +398,7 @@ def loss_call(m, x, device):
             "all_removed": m.mae_loss(x["predicted"], x["target"], torch.ones_like(x["mask"]))}
 
 
-suite.add(Case("mae/loss", 2, loss_inputs, loss_call, tol=1e-4,
+add(Case("mae/loss", 2, loss_inputs, loss_call, tol=1e-4,
                hint="mean over each patch's values, then average over the patches with "
                     "mask == 1 only"))
 
@@ -399,7 +426,7 @@ def classification_call(m, x, device):
     return out
 
 
-suite.add(Case("classify/forward", 3, classification_inputs, classification_call, tol=1e-3,
+add(Case("classify/forward", 3, classification_inputs, classification_call, tol=1e-3,
                hint="output_head(mae.forward_encoder_representation(images)[:, 0])"))
 
 
@@ -416,8 +443,8 @@ def gradients_call(m, x, device):
     return out
 
 
-suite.add(Case(
-    "classify/linear_probe_gradients", 3, classification_inputs, gradients_call, tol=1e-3,
+add(Case(
+    "classify/probe_gradients", 3, classification_inputs, gradients_call, tol=1e-3,
     properties=[Property(lambda o: not bool(o["probe_encoder_learns"]),
                          "with detach=True gradients reached the MAE: a linear probe must "
                          "train the output head only"),
@@ -434,10 +461,9 @@ suite.add(Case(
 DIGITS_HELD_OUT = 497
 DIGITS_MODEL = dict(embedding_dim=64, patch_size=2, num_patches=4, in_channels=1, n_heads=4)
 PROFILES = {
-    # Measured with the reference on this 2-core machine (tests/bench_vit.py), both fixture
-    # sets: ViT 0.940 / 0.960 (15 s); MAE probe 0.686 / 0.670 after ~35 s pretraining, and
-    # 0.239 on a random encoder; fine-tune 0.970 / 0.954 (18 s). Thresholds leave room for
-    # other seeds, thread counts and correct implementations that differ in small ways.
+    # Calibrated with tests/bench_vit.py (numbers in the module docstring). The margins
+    # leave room for other seeds, thread counts and correct implementations that differ
+    # in small ways (for example another way of drawing the random masks).
     "cpu": dict(
         threads=1, batch_size=64, eval_batch=500,
         vit=dict(model=dict(n_classes=10, n_layers=2, feedforward_dim=128, **DIGITS_MODEL),
@@ -447,7 +473,7 @@ PROFILES = {
                  model=dict(encoder_embedding_dim=64, decoder_embedding_dim=32, patch_size=2,
                             num_patches=4, mask_ratio=0.75, in_channels=1),
                  epochs=40, lr=2e-3, crop_padding=0, flip=False),
-        probe=dict(epochs=20, lr=5e-3, min_accuracy=0.50),
+        probe=dict(epochs=40, lr=2e-2, min_accuracy=0.50),
         finetune=dict(epochs=20, lr=3e-3, min_accuracy=0.85),
     ),
     # The source homework's CIFAR-10 recipe (batch 128, AdamW betas (0.9, 0.95); its weight
@@ -465,15 +491,8 @@ PROFILES = {
 }
 
 
-def grader_supports_gpu_profile() -> bool:
-    """True once grader/cases.py can hold per-profile expected values (see the module doc)."""
-    from grader.cases import Case as _Case
-    return "gpu_reference" in getattr(_Case, "__dataclass_fields__", {})
-
-
 def profile_name(device) -> str:
-    gpu = (torch.device(device).type == "cuda" and grader_supports_gpu_profile()
-           and vision.cifar10_available())
+    gpu = torch.device(device).type == "cuda" and vision.cifar10_available()
     return "gpu" if gpu else "cpu"
 
 
@@ -504,19 +523,6 @@ def training_data(x, name):
         return data, data.train_images, data.train_labels, data.test_images
     stats = (vision.DIGITS_MEAN, vision.DIGITS_STD, 16.0)
     return stats, x["train_images"], x["train_labels"].long(), x["test_images"]
-
-
-@contextmanager
-def torch_threads(n: int):
-    """The cpu profile trains on one thread: models this small gain nothing from a second
-    one, and on a busy machine (parallel grading) OpenMP threads slow each other down."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train_vit_call(m, x, device):
@@ -572,13 +578,11 @@ def train_mae_classifier(m, x, device, stage: str):
 
 
 def training_case(name, points, call, stage, time_limit, hint):
-    case = Case(name, points, digits_inputs, call, reference=digits_labels,
-                min_accuracy=PROFILES["cpu"][stage]["min_accuracy"], time_limit=time_limit,
-                hint=hint)
-    # Read by a grader that supports per-profile expected values (see the module doc).
-    case.gpu_reference = cifar10_test_labels
-    case.gpu_min_accuracy = PROFILES["gpu"][stage]["min_accuracy"]
-    return suite.add(case)
+    return suite.add(Case(name, points, digits_inputs, call, reference=digits_labels,
+                          min_accuracy=PROFILES["cpu"][stage]["min_accuracy"],
+                          gpu_reference=cifar10_test_labels,
+                          gpu_min_accuracy=PROFILES["gpu"][stage]["min_accuracy"],
+                          time_limit=time_limit, hint=hint))
 
 
 # Time limits: the cpu profile takes 15-60 s here (pretraining included); the gpu profile's

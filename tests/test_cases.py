@@ -1,0 +1,76 @@
+"""The comparison core: validation before arithmetic, tolerances, diagnosis, profiles."""
+import torch
+
+from dlkit import rel_error
+from grader.cases import Case, Property, distance, judge, validate
+from grader.grade import verdict
+
+
+def case(**kw):
+    return Case("part/case", 2, lambda g: {}, lambda m, x, d: None, **kw)
+
+
+def test_rel_error_is_the_design_formula():
+    x, y = torch.tensor([1.0, 0.0, -2.0]), torch.tensor([1.1, 0.0, -2.0])
+    assert abs(rel_error(x, y) - 0.1 / 2.1) < 1e-12
+    assert rel_error(torch.zeros(3), torch.zeros(3)) == 0.0
+    assert rel_error(torch.tensor([1, 2]), torch.tensor([1, 3])) == 0.2
+
+
+def test_validate_rejects_wrong_types_before_comparing():
+    expected = {"out": torch.zeros(2, 3)}
+    assert validate({"out": torch.zeros(2, 3)}, expected) is None
+    assert "dtype torch.float64" in validate({"out": torch.zeros(2, 3, dtype=torch.float64)}, expected)
+    assert "shape (3, 2)" in validate({"out": torch.zeros(3, 2)}, expected)
+    assert "NaN or Inf" in validate({"out": torch.full((2, 3), float("inf"))}, expected)
+    assert "keys" in validate({"other": torch.zeros(2, 3)}, expected)
+    assert "expected a dict" in validate(torch.zeros(2, 3), expected)
+
+    class Sneaky(torch.Tensor):
+        pass
+    assert "torch.Tensor" in validate({"out": torch.zeros(2, 3).as_subclass(Sneaky)}, expected)
+    assert validate({"out": torch.full((2, 3), float("nan"))}, expected, finite=False) is None
+
+
+def test_distance_is_exact_for_integers_and_nan_aware():
+    assert distance(torch.tensor([1, 2]), torch.tensor([1, 2])) == 0.0
+    assert distance(torch.tensor([1, 2]), torch.tensor([1, 3])) == 1.0
+    nan = float("nan")
+    assert distance(torch.tensor([nan, 1.0]), torch.tensor([nan, 1.0])) == 0.0
+    assert distance(torch.tensor([nan, 1.0]), torch.tensor([0.0, 1.0])) == 1.0
+
+
+def test_judge_passes_within_tolerance_and_fails_beyond():
+    c = case(tol=1e-3)
+    assert judge(c, torch.tensor([1.0005]), torch.tensor([1.0])).passed
+    failed = judge(c, torch.tensor([1.01]), torch.tensor([1.0]))
+    assert not failed.passed and failed.points == 0 and "relative error" in failed.message
+
+
+def test_judge_names_a_known_mistake_only_when_unambiguous():
+    c = case(tol=1e-6)
+    mutants = {"a": {"description": "forgot the scale", "outputs": torch.tensor([2.0])},
+               "b": {"description": "wrong axis", "outputs": torch.tensor([3.0])}}
+    assert "forgot the scale" in judge(c, torch.tensor([2.0]), torch.tensor([1.0]), mutants).message
+    mutants["c"] = {"description": "also 2", "outputs": torch.tensor([2.0])}
+    message = judge(c, torch.tensor([2.0]), torch.tensor([1.0]), mutants).message
+    assert "known mistake" not in message
+
+
+def test_properties_fail_a_case_even_when_values_match():
+    c = case(properties=[Property(lambda out: False, "the decoder sees the future")])
+    v = judge(c, torch.tensor([1.0]), torch.tensor([1.0]))
+    assert not v.passed and v.message == "the decoder sees the future"
+
+
+def test_training_threshold_and_gpu_profile_labels():
+    c = case(min_accuracy=0.75, gpu_reference=lambda: torch.tensor([1, 1, 1, 1]),
+             gpu_min_accuracy=0.5)
+    predictions = torch.tensor([0, 1, 2, 3])
+    fixture = {"expected": torch.tensor([0, 1, 2, 0])}
+    on_cpu = verdict(c, predictions, None, fixture, "cpu")
+    assert on_cpu.passed and on_cpu.error == 0.75
+    on_gpu = verdict(c, predictions, None, fixture, "cuda")  # gpu labels, gpu threshold
+    assert not on_gpu.passed and on_gpu.error == 0.25 and ">= 0.5" in on_gpu.message
+    rows = judge(case(min_accuracy=0.5), torch.tensor([[1, 2], [1, 3]]), torch.tensor([[1, 2], [1, 2]]))
+    assert rows.error == 0.5  # a sequence counts only when all of it matches
