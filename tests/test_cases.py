@@ -12,7 +12,7 @@ def case(**kw):
 
 def test_rel_error_is_the_design_formula():
     x, y = torch.tensor([1.0, 0.0, -2.0]), torch.tensor([1.1, 0.0, -2.0])
-    assert abs(rel_error(x, y) - 0.1 / 2.1) < 1e-12
+    assert abs(rel_error(x, y) - 0.1 / 2.1) < 1e-6  # 1.1 is not exact in float32
     assert rel_error(torch.zeros(3), torch.zeros(3)) == 0.0
     assert rel_error(torch.tensor([1, 2]), torch.tensor([1, 3])) == 0.2
 
