@@ -5,7 +5,7 @@
     batch throughput with --jobs 2, and the sandbox's fixed cost per submission
     then every tests/bench_<assignment>.py script
 
-Pass --no-training to skip the training timings. Timings are wall clock; the machine is
+Pass --no-training to skip the training timings (and the per-assignment scripts). Timings are wall clock; the machine is
 shared, so compare ratios measured in the same run.
 """
 import argparse
@@ -110,10 +110,11 @@ def main() -> None:
     bench_attention()
     bench_sandbox_cost()
     bench_batch()
+    if args.no_training:
+        return
     for script in sorted(Path(__file__).parent.glob("bench_*.py")):
         print(f"\n== {script.name} ==", flush=True)
-        subprocess.run([sys.executable, str(script)] + (["--no-training"] if args.no_training else []),
-                       check=False)
+        subprocess.run([sys.executable, str(script)], check=False)
 
 
 if __name__ == "__main__":
