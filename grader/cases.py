@@ -25,8 +25,9 @@ class Verdict:
     max_points: float
     passed: bool
     message: str
-    error: float | None = None
+    error: float | None = None     # rel_error; for training cases the accuracy or the loss
     tol: float | None = None
+    measure: str = "error"         # what `error` holds: error | accuracy | loss
 
 
 @dataclass
@@ -48,6 +49,9 @@ class Case:
     tol: rel_error tolerance for floating outputs; integer and bool outputs must be exact.
     min_accuracy: for training cases: outputs are predictions (N,) or (N, L), scored against
         held-out labels that never reach the child; a row counts when all of it matches.
+    max_loss: for training cases whose output is the final loss (a float64 scalar) of a
+        fit the child ran (overfitting a small set): it must be below this. The reference
+        of such a case is only a shape: torch.zeros((), dtype=torch.float64).
     properties: relations checked on the outputs in addition to the comparison.
     gpu_reference(), gpu_min_accuracy: for training cases with a gpu profile (chosen when
         grading on CUDA): the held-out labels, read by the parent (None when the data is
@@ -61,6 +65,7 @@ class Case:
     reference: Callable[[dict], Outputs] | None = None
     tol: float = 1e-5
     min_accuracy: float | None = None
+    max_loss: float | None = None
     properties: list[Property] = field(default_factory=list)
     gpu_reference: Callable[[], Outputs | None] | None = None
     gpu_min_accuracy: float | None = None
@@ -69,7 +74,7 @@ class Case:
 
     @property
     def is_training(self) -> bool:
-        return self.min_accuracy is not None
+        return self.min_accuracy is not None or self.max_loss is not None
 
     def seed(self, base: int) -> int:
         """The generator seed of this case in a fixture set with seed `base`."""
@@ -195,15 +200,23 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
     """Score one case from untrusted `got` against the fixture's `expected`.
 
     `min_accuracy` overrides the case's threshold (the gpu profile's)."""
+    measure = ("loss" if case.max_loss is not None else "accuracy") if case.is_training else "error"
+
     def fail(message, error=None):
         return Verdict(case.name, 0.0, case.points, False, message, error,
-                       None if case.is_training else case.tol)
+                       None if case.is_training else case.tol, measure)
 
     problem = validate(got, expected)
     if problem:
         known = validate(got, expected, finite=False) is None and diagnose(got, mutants or {},
                                                                            case.tol)
         return fail(f"{problem}: looks like a known mistake: {known}" if known else problem)
+    if case.max_loss is not None:
+        loss = got.item()
+        message = f"final training loss {loss:.3f} (needs < {case.max_loss})"
+        if not loss < case.max_loss:
+            return fail(message + (f"; {case.hint}" if case.hint else ""), loss)
+        return Verdict(case.name, case.points, case.points, True, message, loss, None, measure)
     if case.is_training:
         matches = got.eq(expected)
         if matches.dim() > 1:  # a row (a sequence) counts only when all of it is right
@@ -213,7 +226,8 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
         message = f"held-out accuracy {accuracy:.3f} (needs >= {threshold})"
         if accuracy < threshold:
             return fail(message + (f"; {case.hint}" if case.hint else ""), accuracy)
-        return Verdict(case.name, case.points, case.points, True, message, accuracy)
+        return Verdict(case.name, case.points, case.points, True, message, accuracy, None,
+                       measure)
     error = distance(got, expected)
     if not error <= case.tol or math.isnan(error):
         known = diagnose(got, mutants or {}, case.tol)

@@ -16,8 +16,10 @@ WIDTH = {"case": 28, "points": 11, "status": 6, "error": 20}
 def fmt_error(v: Verdict) -> str:
     if v.error is None:
         return "-"
-    if v.tol is None:  # training: the error column shows the accuracy
+    if v.measure == "accuracy":
         return f"acc {v.error:.3f}"
+    if v.measure == "loss":
+        return f"loss {v.error:.3f}"
     return f"{v.error:.1e} / {v.tol:.0e}"
 
 
@@ -47,7 +49,7 @@ def results(verdicts: list[Verdict], seconds: float, visibility: str = "visible"
     for number, v in enumerate(verdicts, start=1):
         output = v.message or "passed"
         if v.error is not None:
-            output += (f" (accuracy {v.error:.4f})" if v.tol is None
+            output += (f" ({v.measure} {v.error:.4f})" if v.measure != "error"
                        else f" (relative error {v.error:.2e}, tolerance {v.tol:.0e})")
         tests.append({"name": v.name, "number": str(number), "score": v.points,
                       "max_score": v.max_points, "status": "passed" if v.passed else "failed",

@@ -74,3 +74,12 @@ def test_training_threshold_and_gpu_profile_labels():
     assert not on_gpu.passed and on_gpu.error == 0.25 and ">= 0.5" in on_gpu.message
     rows = judge(case(min_accuracy=0.5), torch.tensor([[1, 2], [1, 3]]), torch.tensor([[1, 2], [1, 2]]))
     assert rows.error == 0.5  # a sequence counts only when all of it matches
+
+
+def test_loss_target_cases_report_the_loss():
+    c = case(max_loss=0.5)
+    target = torch.zeros((), dtype=torch.float64)
+    good = judge(c, torch.tensor(0.1, dtype=torch.float64), target)
+    assert good.passed and good.measure == "loss" and "final training loss 0.100" in good.message
+    assert not judge(c, torch.tensor(0.7, dtype=torch.float64), target).passed
+    assert not judge(c, torch.tensor(0.1), target).passed  # float32: wrong dtype

@@ -1,0 +1,311 @@
+# Generated from solutions/captioning.py by `python -m grader skeletons`.
+# Fill in every TODO; keep names, signatures and attribute names as they are.
+"""Image captioning with a vanilla RNN, an LSTM and an attention LSTM.
+
+You build, in this order:
+
+1. the vanilla RNN by hand: one step forward and backward, then a whole sequence forward and
+   backward (the backward passes are written by hand and checked against numeric gradients);
+2. the pieces of a captioning model: word embeddings and a softmax loss over time;
+3. `CaptioningRNN`, which turns the image features of `ImageEncoder` into a caption, both for
+   training (`forward` returns the loss) and for generation (`sample`, greedy decoding);
+4. the LSTM (gates i, f, o, g), then attention over the 4x4 feature grid and the attention
+   LSTM, and plug both into `CaptioningRNN` as `cell_type="lstm"` and `cell_type="attn"`.
+
+Conventions used everywhere in this file:
+- N is the batch size, T the sequence length, D the input (word vector) size, H the hidden
+  size, V the vocabulary size. Sequences are batch first: (N, T, D).
+- Weights multiply from the right: x @ Wx with Wx of shape (D, H).
+- Captions are integer token ids; <NULL> pads them, <START> begins and <END> ends them.
+
+Run `make grade A=captioning` to score this file; `notebooks/captioning.ipynb` walks through it.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlkit.captions import ImageEncoder  # given: images (N, 3, H, W) -> features (N, C, 4, 4)
+
+# ---------------------------------------------------------------------------------------
+# Part 1. The vanilla RNN, forward and backward by hand
+# ---------------------------------------------------------------------------------------
+
+
+def rnn_step_forward(x: torch.Tensor, prev_h: torch.Tensor, Wx: torch.Tensor,
+                     Wh: torch.Tensor, b: torch.Tensor):
+    """One time step of a tanh RNN: next_h = tanh(x @ Wx + prev_h @ Wh + b).
+
+    Args:
+        x: (N, D) inputs of this step. prev_h: (N, H) hidden state of the previous step.
+        Wx: (D, H) input-to-hidden weights. Wh: (H, H) hidden-to-hidden weights. b: (H,).
+    Returns:
+        next_h: (N, H), and cache: whatever `rnn_step_backward` needs (your choice).
+    """
+    # TODO: one line for next_h; keep the inputs, weights and next_h in the cache.
+    raise NotImplementedError("rnn_step_forward: not implemented yet")
+    return next_h, cache
+
+
+def rnn_step_backward(dnext_h: torch.Tensor, cache):
+    """Backward pass of `rnn_step_forward`, written by hand (no autograd).
+
+    Args:
+        dnext_h: (N, H) gradient of the loss with respect to next_h. cache: from the forward.
+    Returns:
+        (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
+    """
+    # TODO: d tanh(a) / da = 1 - tanh(a)**2 = 1 - next_h**2; then the chain rule for a matmul.
+    raise NotImplementedError("rnn_step_backward: not implemented yet")
+    return dx, dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.Tensor,
+                b: torch.Tensor):
+    """Run the RNN over a whole sequence, one `rnn_step_forward` per time step.
+
+    Args:
+        x: (N, T, D) inputs. h0: (N, H) initial hidden state. Wx (D, H), Wh (H, H), b (H,).
+    Returns:
+        h: (N, T, H), the hidden state of every step (h0 not included), and cache.
+    """
+    # TODO: loop t = 0..T-1, store each step's cache in a list; torch.stack the states.
+    raise NotImplementedError("rnn_forward: not implemented yet")
+    return h, cache
+
+
+def rnn_backward(dh: torch.Tensor, cache):
+    """Backward pass of `rnn_forward`, written by hand (no autograd).
+
+    Args:
+        dh: (N, T, H) upstream gradients of every hidden state, from the loss only: the
+            gradient that flows from step t+1 back into step t is yours to add.
+        cache: from `rnn_forward`.
+    Returns:
+        (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
+    """
+    # TODO: loop t = T-1..0; the gradient into h_t is dh[:, t] plus what step t+1 sent back.
+    raise NotImplementedError("rnn_backward: not implemented yet")
+    return dx, dh0, dWx, dWh, db
+
+
+class RNN(nn.Module):
+    """A vanilla RNN layer built on `rnn_forward` (given code).
+
+    Parameters Wx (D, H), Wh (H, H) and b (H,); forward(x (N, T, D), h0 (N, H)) -> (N, T, H).
+    Autograd differentiates through your forward, so training does not use your backward.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.Wx = nn.Parameter(torch.randn(input_dim, hidden_dim) / math.sqrt(input_dim))
+        self.Wh = nn.Parameter(torch.randn(hidden_dim, hidden_dim) / math.sqrt(hidden_dim))
+        self.b = nn.Parameter(torch.zeros(hidden_dim))
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        hn, _ = rnn_forward(x, h0, self.Wx, self.Wh, self.b)
+        return hn
+
+    def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor) -> torch.Tensor:
+        """x (N, D), prev_h (N, H) -> next_h (N, H)."""
+        next_h, _ = rnn_step_forward(x, prev_h, self.Wx, self.Wh, self.b)
+        return next_h
+
+
+# ---------------------------------------------------------------------------------------
+# Part 2. Word embeddings and the softmax loss over time
+# ---------------------------------------------------------------------------------------
+
+class WordEmbedding(nn.Module):
+    """A table of word vectors: token id i -> row i of W_embed (V, D).
+
+    A simplified `nn.Embedding`; write the lookup yourself.
+    """
+
+    def __init__(self, vocab_size: int, embed_size: int):
+        super().__init__()
+        self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D)."""
+        # TODO: index the table with the ids; one line, no loops.
+        raise NotImplementedError("WordEmbedding.forward: not implemented yet")
+        return out
+
+
+def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor,
+                          ignore_index: int | None = None) -> torch.Tensor:
+    """Cross-entropy over a sequence of predictions.
+
+    Args:
+        x: (N, T, V) scores (logits) for every vocabulary word at every step.
+        y: (N, T) integer ids of the right words.
+        ignore_index: positions where y equals it (the <NULL> padding) add nothing.
+    Returns:
+        A scalar: the loss summed over time steps and averaged over the N captions
+        (not over the tokens).
+    """
+    # TODO: F.cross_entropy on (N*T, V) and (N*T,) with reduction="sum", divided by N.
+    raise NotImplementedError("temporal_softmax_loss: not implemented yet")
+    return loss
+
+
+# ---------------------------------------------------------------------------------------
+# Part 3. The captioning model
+# ---------------------------------------------------------------------------------------
+
+class CaptioningRNN(nn.Module):
+    """Image features in, words out: an RNN, LSTM or attention-LSTM caption generator.
+
+    Layers (their names are part of the contract: the grader loads weights by name):
+        image_encoder: ImageEncoder(out_channels=input_dim), images -> (N, input_dim, 4, 4).
+        feature_proj: nn.Linear(input_dim, hidden_dim). rnn/lstm: applied to the features
+            averaged over the 4x4 grid, giving h0 (N, H). attn: applied to every grid cell,
+            giving the projected grid A (N, H, 4, 4).
+        word_embedding: WordEmbedding(V, wordvec_dim).
+        rnn: RNN, LSTM or AttentionLSTM(wordvec_dim, hidden_dim), as cell_type says.
+        output: nn.Linear(hidden_dim, V), hidden states -> word scores.
+
+    word_to_idx maps each of the V tokens to an index in 0..V-1; it must contain <NULL>,
+    <START> and <END>. ignore_index (usually the <NULL> index) is passed to the loss.
+    """
+
+    def __init__(self, word_to_idx: dict, input_dim: int = 64, wordvec_dim: int = 128,
+                 hidden_dim: int = 128, cell_type: str = "rnn",
+                 ignore_index: int | None = None, encoder_width: int = 16):
+        super().__init__()
+        if cell_type not in ("rnn", "lstm", "attn"):
+            raise ValueError(f'cell_type must be "rnn", "lstm" or "attn", not {cell_type!r}')
+        self.cell_type = cell_type
+        self.word_to_idx = word_to_idx
+        self.idx_to_word = {i: w for w, i in word_to_idx.items()}
+        vocab_size = len(word_to_idx)
+        self._null = word_to_idx["<NULL>"]
+        self._start = word_to_idx.get("<START>")
+        self._end = word_to_idx.get("<END>")
+        self.ignore_index = ignore_index
+        self.image_encoder = ImageEncoder(out_channels=input_dim, width=encoder_width)
+        # TODO: four layers: feature_proj, word_embedding, rnn (class by cell_type), output.
+        raise NotImplementedError("CaptioningRNN.__init__: not implemented yet")
+
+    def forward(self, images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch of captioned images.
+
+        images: (N, 3, H, W), uint8 or float in [0, 1]. captions: (N, T + 1) token ids.
+        The model reads captions[:, :-1] and must predict captions[:, 1:]: the word at t+1
+        from the words up to t. Returns the scalar `temporal_softmax_loss` (ignore_index).
+        """
+        # TODO: features -> h0 (rnn, lstm) or A (attn); embed; run self.rnn; scores; loss.
+        raise NotImplementedError("CaptioningRNN.forward: not implemented yet")
+        return loss
+
+    def sample(self, images: torch.Tensor, max_length: int = 15):
+        """Greedy captions: start from <START>, feed back the best word at every step.
+
+        Run exactly max_length steps. Step t writes the word it chose at position t, so
+        <START> never appears in the output. After a caption's first <END> (which is kept)
+        every position holds <NULL>.
+
+        Returns:
+            captions: (N, max_length) int64 ids, on the device of `images`.
+            attn only: also attn_weights (N, max_length, 4, 4), the attention weights used at
+            each step, so `captions, attn_weights = model.sample(images)`.
+        """
+        # TODO: loop max_length times: embed the last word, one step of self.rnn, argmax.
+        raise NotImplementedError("CaptioningRNN.sample: not implemented yet")
+        return captions
+
+
+# ---------------------------------------------------------------------------------------
+# Part 4. LSTM and the attention LSTM
+# ---------------------------------------------------------------------------------------
+
+def forget_bias(hidden_dim: int) -> torch.Tensor:
+    """The initial gate bias (4H,): 1 for the forget gate, 0 elsewhere (given code).
+
+    Starting with forget gates mostly open lets the cell carry the image information of h0
+    through the whole caption; with zeros it fades by half at every step.
+    """
+    b = torch.zeros(4 * hidden_dim)
+    b[hidden_dim:2 * hidden_dim] = 1.0
+    return b
+
+
+class LSTM(nn.Module):
+    """An LSTM layer: parameters Wx (D, 4H), Wh (H, 4H), b (4H,).
+
+    The 4H columns of the activation a = x @ Wx + prev_h @ Wh + b hold the gates in the order
+    i, f, o, g (input, forget, output, candidate):
+        i, f, o = sigmoid of their H columns, g = tanh of its H columns,
+        next_c = f * prev_c + i * g,  next_h = o * tanh(next_c).
+    Backward comes from autograd.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
+        self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
+        self.b = nn.Parameter(forget_bias(hidden_dim))
+
+    def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor, prev_c: torch.Tensor):
+        """x (N, D), prev_h (N, H), prev_c (N, H) -> (next_h (N, H), next_c (N, H))."""
+        # TODO: a.chunk(4, dim=1) gives i, f, o, g in that order.
+        raise NotImplementedError("LSTM.step_forward: not implemented yet")
+        return next_h, next_c
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        """x (N, T, D), h0 (N, H) -> hn (N, T, H), the hidden state of every step.
+
+        The cell state starts at zero.
+        """
+        # TODO: c0 = torch.zeros_like(h0); loop over t calling step_forward; torch.stack.
+        raise NotImplementedError("LSTM.forward: not implemented yet")
+        return hn
+
+
+def dot_product_attention(prev_h: torch.Tensor, A: torch.Tensor):
+    """Scaled dot-product attention of one query per image over its 4x4 feature grid.
+
+    Args:
+        prev_h: (N, H), the query. A: (N, H, D_a, D_a), the projected features (D_a = 4).
+    Returns:
+        attn: (N, H), the features averaged with the attention weights, and
+        attn_weights: (N, D_a, D_a), softmax over the D_a * D_a cells of
+        prev_h . A[:, :, cell] / sqrt(H); they sum to 1 for every image.
+    """
+    # TODO: flatten A to (N, H, 16); bmm with prev_h; divide by sqrt(H), not sqrt(D_a).
+    raise NotImplementedError("dot_product_attention: not implemented yet")
+    return attn, attn_weights
+
+
+class AttentionLSTM(nn.Module):
+    """An LSTM that looks at the feature grid at every step.
+
+    Parameters Wx (D, 4H), Wh (H, 4H), Wattn (H, 4H), b (4H,). At each step the previous
+    hidden state attends over A (`dot_product_attention`), and the attended vector enters
+    the activation: a = x @ Wx + prev_h @ Wh + attn @ Wattn + b, gates i, f, o, g as in LSTM.
+    """
+
+    def __init__(self, input_dim: int, hidden_dim: int):
+        super().__init__()
+        self.Wx = nn.Parameter(torch.randn(input_dim, 4 * hidden_dim) / math.sqrt(input_dim))
+        self.Wh = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
+        self.Wattn = nn.Parameter(torch.randn(hidden_dim, 4 * hidden_dim) / math.sqrt(hidden_dim))
+        self.b = nn.Parameter(forget_bias(hidden_dim))
+
+    def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor, prev_c: torch.Tensor,
+                     attn: torch.Tensor):
+        """x (N, D), prev_h, prev_c, attn (N, H) -> (next_h (N, H), next_c (N, H))."""
+        # TODO: the LSTM step with one more term, attn @ self.Wattn, in the activation.
+        raise NotImplementedError("AttentionLSTM.step_forward: not implemented yet")
+        return next_h, next_c
+
+    def forward(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        """x (N, T, D), A (N, H, 4, 4) -> hn (N, T, H).
+
+        Both h0 and c0 are the spatial mean of A, A.mean(dim=(2, 3)).
+        """
+        # TODO: h = c = A.mean(dim=(2, 3)); each step: attention with h, then step_forward.
+        raise NotImplementedError("AttentionLSTM.forward: not implemented yet")
+        return hn

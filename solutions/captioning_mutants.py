@@ -1,0 +1,45 @@
+"""Known mistakes in `captioning`, each a small edit of the reference solution.
+
+MUTANTS = {name: (what the student probably did, [(text in the solution, replacement)])}.
+Each text must occur exactly once in solutions/captioning.py. Fixtures store the outputs
+of every mistake so the grader can name it; tests grade each one and expect lost points.
+"""
+MUTANTS = {
+    "no_tanh_derivative": (
+        "rnn_step_backward forgot the tanh derivative: multiply dnext_h by (1 - next_h**2)",
+        [("da = dnext_h * (1 - next_h ** 2)", "da = dnext_h")]),
+    "backward_drops_recurrent_gradient": (
+        "rnn_backward used only dh[:, t] at each step and dropped the gradient coming back "
+        "from step t+1",
+        [("rnn_step_backward(dh[:, t] + dprev, cache[t])",
+          "rnn_step_backward(dh[:, t], cache[t])")]),
+    "loss_mean_over_tokens": (
+        "the loss was averaged over tokens; it must be summed over time and averaged over "
+        "the N captions",
+        [("""                           reduction="sum") / x.shape[0]""",
+          """                           reduction="mean")""")]),
+    "lstm_gates_ifgo": (
+        "LSTM gates taken in the order i, f, g, o; the assignment's order is i, f, o, g",
+        [("""        a = x @ self.Wx + prev_h @ self.Wh + self.b                      # (N, 4H)
+        i, f, o, g = a.chunk(4, dim=1)""",
+          """        a = x @ self.Wx + prev_h @ self.Wh + self.b                      # (N, 4H)
+        i, f, g, o = a.chunk(4, dim=1)""")]),
+    "attention_scaled_by_grid": (
+        "attention scores divided by sqrt(D_a), the side of the grid, instead of sqrt(H)",
+        [("[:, 0] / math.sqrt(H)  # (N, 16)", "[:, 0] / math.sqrt(D_a)  # (N, 16)")]),
+    "attention_lstm_zero_init": (
+        "AttentionLSTM started from h0 = c0 = 0; both must be the spatial mean of A",
+        [("h = c = A.mean(dim=(2, 3))                                       # (N, H)",
+          "h = c = torch.zeros_like(A[:, :, 0, 0])")]),
+    "sample_emits_start": (
+        "sample wrote <START> as the first word of each caption; the output starts with the "
+        "first sampled word",
+        [("""            word = self.output(h).argmax(dim=1)
+            captions[:, t] = word""",
+          """            captions[:, t] = word
+            word = self.output(h).argmax(dim=1)""")]),
+    "sample_continues_after_end": (
+        "sample kept writing words after <END>; every position after a caption's first <END> "
+        "must be <NULL>",
+        [("captions = captions.masked_fill(after_end, self._null)", "pass")]),
+}
