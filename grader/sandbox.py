@@ -23,6 +23,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -309,6 +310,10 @@ def isolate(limits: Limits, slot: int, workdir: str, cpu_seconds: int) -> None:
     redirect_output(workdir, limits)
     if limits.threads:
         torch.set_num_threads(limits.threads)
+    # tqdm would make a multiprocessing lock, which the parent's resource tracker then
+    # reports as leaked when the worker is killed; a thread lock is all a worker needs.
+    from tqdm.std import tqdm
+    tqdm.set_lock(threading.RLock())
     warm_up_threads()
     apply_rlimits(limits, cpu_seconds, own_uid=root)
     torch.backends.cuda.matmul.allow_tf32 = False
