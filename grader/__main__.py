@@ -4,6 +4,7 @@ Every command prints one clear line and exits 2 on bad input; `grade` exits 0 wh
 grading completed, whatever the score.
 """
 import argparse
+from dataclasses import replace
 import sys
 import time
 from pathlib import Path
@@ -56,7 +57,9 @@ def cmd_grade(args) -> int:
     from grader.suites import available
     names = [args.assignment] if args.assignment != "all" else [
         a for a in available() if (paths.ASSIGNMENTS / f"{a}.py").is_file()]
-    everything = []
+    if not names:
+        raise ValueError(f"no assignment modules in {paths.ASSIGNMENTS}")
+    results = []
     for name in names:
         if args.outputs:
             graded = grade_outputs(name, Path(args.outputs), cases=args.cases)
@@ -73,11 +76,16 @@ def cmd_grade(args) -> int:
         print(report.table(name, graded.verdicts, graded.seconds, note))
         for line in graded.notes:
             print(f"note: {line}")
-        everything += graded.verdicts
-        notes = graded.notes
-        seconds = graded.seconds
+        results.append(graded)
+    if len(results) > 1:
+        print(f"\nall assignments: {sum(g.score for g in results):g} / "
+              f"{sum(g.max_score for g in results):g}")
     if args.results:
-        report.write_results(Path(args.results), report.results(everything, seconds, notes=notes))
+        # One results.json for everything graded; names carry the assignment when several.
+        verdicts = [replace(v, name=f"{g.assignment}/{v.name}" if len(results) > 1 else v.name)
+                    for g in results for v in g.verdicts]
+        report.write_results(Path(args.results), report.results(
+            verdicts, sum(g.seconds for g in results), notes=[n for g in results for n in g.notes]))
         print(f"wrote {args.results}")
     return 0
 
