@@ -214,7 +214,7 @@ def unpatchify_call(m, x, device):
 
 
 add(Case("patches/unpatchify", 2, unpatchify_inputs, unpatchify_call, tol=1e-3,
-               hint="reshape to (B, h, w, C, p, p), permute to (B, C, h, p, w, p), reshape"))
+         hint="reshape to (B, h, w, C, p, p), permute to (B, C, h, p, w, p), reshape"))
 
 
 def patch_embed_inputs(g):
@@ -238,9 +238,9 @@ def patch_embed_call(m, x, device):
 
 
 add(Case("patches/patch_embed", 3, patch_embed_inputs, patch_embed_call,
-               reference=patch_embed_reference, tol=1e-4,
-               hint="self.proj = nn.Conv2d(nin, nout, kernel_size=p, stride=p); output "
-                    "(B, nout, h, w) -> flatten(2) -> transpose(1, 2)"))
+         reference=patch_embed_reference, tol=1e-4,
+         hint="self.proj = nn.Conv2d(nin, nout, kernel_size=p, stride=p); output "
+              "(B, nout, h, w) -> flatten(2) -> transpose(1, 2)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -260,8 +260,8 @@ def vit_call(m, x, device):
 
 
 add(Case("vit/forward", 4, vit_inputs, vit_call, tol=1e-3,
-               hint="patchify -> patch_projection -> [CLS, tokens] + position_encoding -> "
-                    "transformer -> output_head(token 0)"))
+         hint="patchify -> patch_projection -> [CLS, tokens] + position_encoding -> "
+              "transformer -> output_head(token 0)"))
 
 
 def attention_map_call(m, x, device):
@@ -271,8 +271,8 @@ def attention_map_call(m, x, device):
 
 
 add(Case("vit/cls_attention_maps", 2, vit_inputs, attention_map_call, tol=1e-3,
-               hint="attention[:, :, :, 0, 1:] is CLS attending to the patches; average "
-                    "layers and heads, reshape to (B, h, w)"))
+         hint="attention[:, :, :, 0, 1:] is CLS attending to the patches; average "
+              "layers and heads, reshape to (B, h, w)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -295,11 +295,11 @@ def removed_count_is(count):
 
 
 add(Case("masking/random_masking", 3, masking_inputs, masking_call, tol=1e-3,
-               properties=[Property(removed_count_is(6),
-                                    "every mask row must have L - keep_length ones "
-                                    "(1 = removed)")],
-               hint="kept = x at ids_shuffle[:, :keep]; ids_restore = argsort(ids_shuffle); "
-                    "mask is 1 where a position was removed"))
+         properties=[Property(removed_count_is(6),
+                              "every mask row must have L - keep_length ones "
+                              "(1 = removed)")],
+         hint="kept = x at ids_shuffle[:, :keep]; ids_restore = argsort(ids_shuffle); "
+              "mask is 1 where a position was removed"))
 
 
 def restore_inputs(g):
@@ -309,9 +309,9 @@ def restore_inputs(g):
 
 
 add(Case("masking/restore_masked", 2, restore_inputs,
-               lambda m, x, device: m.restore_masked(x["kept"], x["masked"], x["ids_restore"]),
-               tol=1e-3,
-               hint="cat([kept_x, masked_x], dim=1), then index_sequence(., ids_restore)"))
+         lambda m, x, device: m.restore_masked(x["kept"], x["masked"], x["ids_restore"]),
+         tol=1e-3,
+         hint="cat([kept_x, masked_x], dim=1), then index_sequence(., ids_restore)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,8 +330,8 @@ def encoder_call(m, x, device):
 
 
 add(Case("mae/forward_encoder", 4, encoder_inputs, encoder_call, tol=0.008,
-               hint="patchify -> encoder_input_projection -> + encoder_position_encoding -> "
-                    "random_masking -> [CLS, kept] -> encoder"))
+         hint="patchify -> encoder_input_projection -> + encoder_position_encoding -> "
+              "random_masking -> [CLS, kept] -> encoder"))
 
 
 def random_encoder_call(m, x, device):
@@ -352,9 +352,9 @@ def random_encoder_call(m, x, device):
 
 
 add(Case("mae/forward_encoder_random", 2, encoder_inputs, random_encoder_call,
-               tol=1e-3,
-               hint="with ids_shuffle=None draw one random permutation per image, on "
-                    "images.device (e.g. torch.rand(B, L).argsort(dim=1))"))
+         tol=1e-3,
+         hint="with ids_shuffle=None draw one random permutation per image, on "
+              "images.device (e.g. torch.rand(B, L).argsort(dim=1))"))
 
 
 def decoder_inputs(g):
@@ -369,8 +369,8 @@ def decoder_call(m, x, device):
 
 
 add(Case("mae/forward_decoder", 4, decoder_inputs, decoder_call, tol=0.04,
-               hint="project, split off CLS, restore_masked with masked_tokens, + "
-                    "decoder_position_encoding, [CLS, x] -> decoder, drop CLS, project"))
+         hint="project, split off CLS, restore_masked with masked_tokens, + "
+              "decoder_position_encoding, [CLS, x] -> decoder, drop CLS, project"))
 
 
 def representation_inputs(g):
@@ -384,7 +384,7 @@ def representation_call(m, x, device):
 
 
 add(Case("mae/encoder_representation", 3, representation_inputs, representation_call,
-               tol=0.01, hint="forward_encoder without the masking: all L patches plus CLS"))
+         tol=0.01, hint="forward_encoder without the masking: all L patches plus CLS"))
 
 
 def loss_inputs(g):
@@ -399,8 +399,8 @@ def loss_call(m, x, device):
 
 
 add(Case("mae/loss", 2, loss_inputs, loss_call, tol=1e-4,
-               hint="mean over each patch's values, then average over the patches with "
-                    "mask == 1 only"))
+         hint="mean over each patch's values, then average over the patches with "
+              "mask == 1 only"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -427,7 +427,7 @@ def classification_call(m, x, device):
 
 
 add(Case("classify/forward", 3, classification_inputs, classification_call, tol=1e-3,
-               hint="output_head(mae.forward_encoder_representation(images)[:, 0])"))
+         hint="output_head(mae.forward_encoder_representation(images)[:, 0])"))
 
 
 def gradients_call(m, x, device):
