@@ -267,7 +267,8 @@ def import_student(assignment, module_path, source):
 
 def import_message(exc, module_path) -> str:
     if isinstance(exc, FileNotFoundError):
-        return f"missing file: {os.path.basename(module_path)} was not submitted"
+        return (f"missing file: {os.path.basename(module_path)} was not submitted "
+                "(or is not a readable regular file)")
     if isinstance(exc, SyntaxError):
         return f"syntax error in {os.path.basename(module_path)} line {exc.lineno}: {exc.msg}"
     if isinstance(exc, SystemExit):
@@ -421,8 +422,11 @@ def current_address_space() -> int:
 
 
 def read_source(module_path) -> str | None:
+    """The module's text; None if it is missing, unreadable or a symbolic link (which
+    could point at the reference solution: it is read while still privileged)."""
     try:
-        with open(module_path, encoding="utf-8") as f:
+        fd = os.open(module_path, os.O_RDONLY | os.O_NOFOLLOW)
+        with open(fd, encoding="utf-8") as f:
             return f.read()
     except (OSError, UnicodeDecodeError):
         return None

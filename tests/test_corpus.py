@@ -180,6 +180,15 @@ def test_zip_with_escaping_paths_is_unpacked_safely(tmp_path):
     assert not Path("/tmp/absolute_escape.py").exists()
 
 
+def test_module_that_is_a_link_to_the_solution_is_not_read(tmp_path):
+    folder = tmp_path / "sub"
+    folder.mkdir()
+    (folder / "transformer.py").symlink_to(paths.SOLUTIONS / "transformer.py")
+    graded = grade("transformer", str(folder), training=False)
+    assert graded.score == 0
+    assert all("was not submitted" in v.message for v in graded.verdicts)
+
+
 def test_corrupt_zip_scores_zero_with_a_reason(tmp_path):
     archive = tmp_path / "broken.zip"
     archive.write_bytes(b"PK\x03\x04 definitely not a zip")
