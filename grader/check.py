@@ -5,8 +5,8 @@ values ship with the course), with the same comparison and hints as `make grade`
 """
 import torch
 
-from dlkit.utils import seed_everything
 from grader import paths
+from grader.authoring import run_case
 from grader.cases import judge
 from grader.suites import load_suite
 
@@ -33,8 +33,7 @@ def check(module, *names: str, assignment: str | None = None) -> bool:
     for case in chosen:
         fixture = fixtures[case.name]
         try:
-            seed_everything(case.seed(0))
-            outputs = case.call(module, fixture["inputs"], torch.device("cpu"))
+            outputs = run_case(case, module, fixture["inputs"])
         except NotImplementedError:
             print(f"TODO  {case.name}: not implemented yet")
             all_passed = False

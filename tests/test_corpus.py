@@ -189,6 +189,18 @@ def test_module_that_is_a_link_to_the_solution_is_not_read(tmp_path):
     assert all("was not submitted" in v.message for v in graded.verdicts)
 
 
+def test_inputs_with_many_tensors_reach_the_worker():
+    """Inputs travel as one bytes object: hundreds of tensors (a model's state_dict) must
+    not run the worker out of file descriptors."""
+    from grader.grade import inputs_and_expected
+    from grader.sandbox import run_cases
+    case = load_suite("transformer")["tokens/token_dict"]
+    inputs, _ = inputs_and_expected("transformer", "public")
+    crowded = dict(inputs[case.name], extra=[torch.zeros(1) for _ in range(600)])
+    result = run_cases("transformer", paths.SOLUTIONS / "transformer.py", [(case, crowded)])
+    assert result[case.name].error is None
+
+
 def test_corrupt_zip_scores_zero_with_a_reason(tmp_path):
     archive = tmp_path / "broken.zip"
     archive.write_bytes(b"PK\x03\x04 definitely not a zip")

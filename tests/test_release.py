@@ -57,8 +57,6 @@ def test_student_bundle_grades_on_its_own(student):
 
 
 def test_student_bundle_notebook_runs(student, tmp_path):
-    import nbclient
-    import nbformat
     reference = tmp_path / "ref"
     reference.mkdir()
     shutil.copy(paths.SOLUTIONS / "transformer.py", reference)
@@ -68,7 +66,6 @@ def test_student_bundle_notebook_runs(student, tmp_path):
         "nbclient.NotebookClient(nb, timeout=600, kernel_name='python3',\n"
         "    resources={'metadata': {'path': 'notebooks'}}).execute()\n"
         "print('executed', len(nb.cells))\n")
-    assert nbclient and nbformat
     run = run_in(student, "-c", script, env={"DLCOURSE_IMPL": str(reference),
                                               "DLCOURSE_QUICK": "1", "MPLBACKEND": "Agg"})
     assert run.returncode == 0, run.stderr[-2000:]
@@ -90,21 +87,25 @@ def autograder(tmp_path_factory) -> Path:
     return root
 
 
+def run_autograder(root: Path):
+    """Gradescope's call, in ROOT's layout; returns the run and the results it left."""
+    results = root / "results" / "results.json"
+    results.unlink(missing_ok=True)
+    run = subprocess.run(["bash", str(root / "source" / "run_autograder")],
+                         env=dict(os.environ, AUTOGRADER_ROOT=str(root), PYTHON=sys.executable,
+                                  GRADER_ARGS="--no-training", PYTHONPATH=str(root / "source")),
+                         capture_output=True, text=True, timeout=600)
+    return run, json.loads(results.read_text())
+
+
 @pytest.mark.parametrize("impl,score", [("solutions", MAX), ("assignments", 0)])
 def test_gradescope_run_autograder(autograder, impl, score):
     submission = autograder / "submission"
     shutil.rmtree(submission, ignore_errors=True)
     submission.mkdir()
     shutil.copy(paths.ROOT / impl / "transformer.py", submission)
-    results = autograder / "results" / "results.json"
-    results.unlink(missing_ok=True)
-    run = subprocess.run(["bash", str(autograder / "source" / "run_autograder")],
-                         env=dict(os.environ, AUTOGRADER_ROOT=str(autograder),
-                                  PYTHON=sys.executable, GRADER_ARGS="--no-training",
-                                  PYTHONPATH=str(autograder / "source")),
-                         capture_output=True, text=True, timeout=600)
+    run, data = run_autograder(autograder)
     assert run.returncode == 0, run.stderr
-    data = json.loads(results.read_text())
     assert_gradescope_schema(data)
     assert data["score"] == score
     assert "autograder set" in run.stdout
@@ -117,12 +118,7 @@ def test_gradescope_accepts_the_zip_from_make_submit(autograder, tmp_path):
     run = cli("submit", "transformer", "--impl", "solutions", "--out",
               str(submission / "transformer.zip"))
     assert run.returncode == 0, run.stderr
-    run = subprocess.run(["bash", str(autograder / "source" / "run_autograder")],
-                         env=dict(os.environ, AUTOGRADER_ROOT=str(autograder),
-                                  PYTHON=sys.executable, GRADER_ARGS="--no-training",
-                                  PYTHONPATH=str(autograder / "source")),
-                         capture_output=True, text=True, timeout=600)
-    data = json.loads((autograder / "results" / "results.json").read_text())
+    run, data = run_autograder(autograder)
     assert data["score"] == MAX, run.stdout + run.stderr
 
 

@@ -14,16 +14,21 @@ are read back from the pixels in the parent (`dlkit.captions.read_scene`) and ne
 the student's process.
 """
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 
 from dlkit import captions as data
 from dlkit.grad import compute_numeric_gradient
+from grader import inputs
 from grader.cases import Case, Property, Suite
+from grader.inputs import load_state
 
 suite = Suite("captioning")
 F64 = torch.float64
+randn = partial(inputs.randn, dtype=F64)  # every numeric check runs in float64
+linspace = partial(inputs.linspace, dtype=F64)
 
 # ---------------------------------------------------------------------------------------
 # The source homework's expected values (inputs: see the *_inputs functions below)
@@ -99,15 +104,6 @@ def source(key: str) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------
 # Small builders and the formulas, written out independently of the solution
 # ---------------------------------------------------------------------------------------
-
-def linspace(lo, hi, *shape):
-    """The source homework's deterministic inputs: evenly spaced float64 values, reshaped."""
-    return torch.linspace(lo, hi, math.prod(shape), dtype=F64).reshape(*shape)
-
-
-def randn(g, *shape, scale=1.0):
-    return torch.randn(*shape, generator=g, dtype=F64) * scale
-
 
 def rnn_step(x, h, Wx, Wh, b):
     return torch.tanh(x @ Wx + h @ Wh + b)
@@ -259,7 +255,7 @@ def rnn_module_inputs(g):
 
 
 def rnn_module_call(m, x, device):
-    rnn = load_named(m.RNN(4, 6), x["state"], device)
+    rnn = load_state(m.RNN(4, 6), x["state"], device, F64)
     with torch.no_grad():
         return {"forward": rnn(x["x"], x["h0"]), "step": rnn.step_forward(x["x"][:, 0], x["h0"])}
 
@@ -288,7 +284,7 @@ def embedding_inputs(g):
 def embedding_call(m, x, device):
     out = {}
     for key, (ids, W) in x.items():
-        layer = load_named(m.WordEmbedding(*W.shape), {"W_embed": W}, device)
+        layer = load_state(m.WordEmbedding(*W.shape), {"W_embed": W}, device, F64)
         with torch.no_grad():
             out[key] = layer(ids)
     return out
@@ -358,21 +354,9 @@ def model_shapes(cell: str, input_dim: int, wordvec_dim: int, hidden_dim: int,
     return shapes
 
 
-def load_named(module, state: dict, device):
-    """Load float64 `state` into `module` by name, with one clear line when names differ."""
-    have = set(module.state_dict())
-    missing, unexpected = sorted(set(state) - have), sorted(have - set(state))
-    if missing or unexpected:
-        raise ValueError(f"{type(module).__name__} parameter names differ from the assignment's: "
-                         f"missing {missing[:4]}, unexpected {unexpected[:4]}")
-    module = module.to(F64)
-    module.load_state_dict(state)
-    return module.to(device).eval()
-
-
 def build_model(m, cell, state, device):
     model = m.CaptioningRNN(TOKENS, cell_type=cell, ignore_index=NULL, **SMALL)
-    return load_named(model, state, device)
+    return load_state(model, state, device, F64)
 
 
 def random_model_state(cell, seed: int, scale=0.5) -> dict:
@@ -399,7 +383,7 @@ def model_forward_call(m, x, device):
     captions; then random weights on real scenes with <NULL>-padded captions."""
     cell, N, T = x["cell"], 10, 13
     shapes = model_shapes(cell, **SMALL)
-    lin = {k: torch.linspace(-1.4, 1.3, math.prod(s), dtype=F64).view(*s)
+    lin = {k: linspace(-1.4, 1.3, *s)
            for k, s in shapes.items()}
     images = torch.linspace(-3.0, 3.0, N * 3 * 32 * 32, dtype=F64, device=device)
     images = images.view(N, 3, 32, 32)
@@ -570,7 +554,7 @@ def lstm_step_call(m, x, device):
     out = {}
     for key, v in x.items():
         cls = m.AttentionLSTM if "attn" in v else m.LSTM
-        layer = load_named(cls(*v["w"]["Wx"].shape[:1], v["h"].shape[1]), v["w"], device)
+        layer = load_state(cls(*v["w"]["Wx"].shape[:1], v["h"].shape[1]), v["w"], device, F64)
         extra = (v["attn"],) if "attn" in v else ()
         with torch.no_grad():
             out[key + "_h"], out[key + "_c"] = layer.step_forward(v["x"], v["h"], v["c"], *extra)
@@ -609,7 +593,7 @@ def lstm_forward_call(m, x, device):
     for key, v in x.items():
         D, H = v["w"]["Wx"].shape[0], v["w"]["Wh"].shape[0]
         cls = m.AttentionLSTM if "A" in v else m.LSTM
-        layer = load_named(cls(D, H), v["w"], device)
+        layer = load_state(cls(D, H), v["w"], device, F64)
         with torch.no_grad():
             out[key] = layer(v["x"], v["A"] if "A" in v else v["h0"])
     return out

@@ -10,6 +10,7 @@ from torch import nn
 
 from dlkit import arith
 from grader.cases import Case, Property, Suite
+from grader.inputs import linspace, load_state, randn
 
 suite = Suite("transformer")
 
@@ -27,18 +28,6 @@ PAD, EOS = SOURCE_VOCAB.index("PAD"), SOURCE_VOCAB.index("EOS")
 # ---------------------------------------------------------------------------------------
 # Small builders
 # ---------------------------------------------------------------------------------------
-
-def randn(g, *shape, scale=1.0):
-    return torch.randn(*shape, generator=g) * scale
-
-
-def linspace(lo, hi, *shape):
-    """The source homework's deterministic inputs: evenly spaced values reshaped."""
-    n = 1
-    for s in shape:
-        n *= s
-    return torch.linspace(lo, hi, n).reshape(*shape)
-
 
 def padding_mask(g, batch, length, dtype=torch.bool):
     """A random key-padding mask (1 = pad) whose rows keep at least the first position."""
@@ -85,12 +74,6 @@ def layer_state(torch_state: dict, d: int, decoder: bool) -> dict:
         out[f"ffn.fc{i}.weight"] = torch_state[f"linear{i}.weight"]
         out[f"ffn.fc{i}.bias"] = torch_state[f"linear{i}.bias"]
     return out
-
-
-def load(module: nn.Module, state: dict, device) -> nn.Module:
-    """Load `state` into a freshly built student module; names are part of the contract."""
-    module.load_state_dict(state)
-    return module.to(device).eval()
 
 
 def same_prefix(first: str, second: str, cut: str):
@@ -289,7 +272,7 @@ def mha_reference(x):
 
 
 def mha_call(m, x, device):
-    mha = load(m.MultiheadAttention(D_MODEL, N_HEADS), mha_state("", x["state"], D_MODEL), device)
+    mha = load_state(m.MultiheadAttention(D_MODEL, N_HEADS), mha_state("", x["state"], D_MODEL), device)
     with torch.no_grad():
         if "mask" in x:
             return mha(x["q"], x["k"], x["v"], key_padding_mask=x["mask"], causal=True)
@@ -321,7 +304,7 @@ def layer_norm_reference(x):
 
 
 def layer_norm_call(m, x, device):
-    ln = load(m.LayerNorm(16), {"weight": x["weight"], "bias": x["bias"]}, device)
+    ln = load_state(m.LayerNorm(16), {"weight": x["weight"], "bias": x["bias"]}, device)
     with torch.no_grad():
         return {"random": ln(x["x"]), "source": m.LayerNorm(4, eps=1e-10)(x["source"])}
 
@@ -339,7 +322,7 @@ def ffn_inputs(g):
 
 def ffn_call(m, x, device):
     with torch.no_grad():
-        return load(m.FeedForward(8, 24), x["state"], device)(x["x"])
+        return load_state(m.FeedForward(8, 24), x["state"], device)(x["x"])
 
 
 suite.add(Case("ffn/forward", 1, ffn_inputs, ffn_call, tol=1e-5,
@@ -392,7 +375,7 @@ def encoder_reference(x):
 
 
 def encoder_call(m, x, device):
-    layer = load(m.TransformerLayer(False, D_MODEL, N_HEADS, D_FFN, 0.0),
+    layer = load_state(m.TransformerLayer(False, D_MODEL, N_HEADS, D_FFN, 0.0),
                  layer_state(x["state"], D_MODEL, False), device)
     with torch.no_grad():
         return layer(x["x"], x["mask"])
@@ -429,7 +412,7 @@ def changed_future(x):
 
 
 def decoder_call(m, x, device):
-    layer = load(m.TransformerLayer(True, D_MODEL, N_HEADS, D_FFN, 0.0),
+    layer = load_state(m.TransformerLayer(True, D_MODEL, N_HEADS, D_FFN, 0.0),
                  layer_state(x["state"], D_MODEL, True), device)
     with torch.no_grad():
         def run(inp):
@@ -456,7 +439,7 @@ MODEL = dict(n_words=len(SOURCE_VOCAB), pad_id=PAD, eos_id=EOS, max_len=16, n_la
 
 def model_state(g) -> dict:
     """Random weights under the assignment's parameter names (the contract)."""
-    d, f = D_MODEL, D_FFN
+    d = D_MODEL
     state = {"emb_word.weight": randn(g, MODEL["n_words"], d, scale=0.5),
              "emb_pos.weight": randn(g, MODEL["max_len"], d, scale=0.5),
              "emb_ln.weight": 1 + randn(g, d, scale=0.1), "emb_ln.bias": randn(g, d, scale=0.1),
@@ -469,7 +452,6 @@ def model_state(g) -> dict:
                 if f"{name}.weight" in torch_state:
                     torch_state[f"{name}.weight"] += 1.0
             state.update(prefixed(f"{side}.{i}.", layer_state(torch_state, d, decoder)))
-    assert f == D_FFN
     return state
 
 
@@ -486,7 +468,7 @@ def model_inputs(g):
 
 
 def build_model(m, x, device):
-    return load(m.Transformer(**MODEL), x["state"], device)
+    return load_state(m.Transformer(**MODEL), x["state"], device)
 
 
 def model_call(m, x, device):

@@ -35,6 +35,7 @@ from torch import nn
 
 from dlkit import vision
 from grader.cases import Case, Property, Suite
+from grader.inputs import load_state, randn
 
 suite = Suite("vit")
 
@@ -79,10 +80,6 @@ def add(case: Case) -> Case:
     return suite.add(case)
 
 
-def randn(g, *shape, scale=1.0):
-    return torch.randn(*shape, generator=g) * scale
-
-
 def permutations(g, rows: int, length: int) -> torch.Tensor:
     return torch.stack([torch.randperm(length, generator=g) for _ in range(rows)])
 
@@ -125,7 +122,7 @@ def vit_state(g) -> dict:
               "patch_projection.weight": (D_ENC, patch_dim), "patch_projection.bias": (D_ENC,),
               **head_shapes("output_head.", D_ENC, VIT["n_classes"]),
               **transformer_shapes("transformer.", **ENCODER)}
-    return packed(draw(g, shapes, tokens=("cls_token", "position_encoding")))
+    return draw(g, shapes, tokens=("cls_token", "position_encoding"))
 
 
 def mae_shapes(prefix: str = "") -> dict:
@@ -148,47 +145,20 @@ MAE_TOKENS = ("cls_token", "encoder_position_encoding", "decoder_position_encodi
 
 
 def mae_state(g) -> dict:
-    return packed(draw(g, mae_shapes(), tokens=MAE_TOKENS))
+    return draw(g, mae_shapes(), tokens=MAE_TOKENS)
 
 
 def images(g, batch=4):
     return randn(g, batch, CHANNELS, IMG, IMG)
 
 
-def packed(state: dict) -> dict:
-    """A state_dict as one flat tensor plus names and shapes.
-
-    The sandbox hands every case's inputs to its worker at once, and each tensor storage
-    costs a file descriptor on the way (at most 253 in all), so model weights travel packed.
-    """
-    return {"names": list(state), "shapes": [list(v.shape) for v in state.values()],
-            "values": torch.cat([v.reshape(-1) for v in state.values()])}
-
-
-def unpacked(state: dict) -> dict:
-    out, start = {}, 0
-    for name, shape in zip(state["names"], state["shapes"]):
-        size = 1
-        for s in shape:
-            size *= s
-        out[name] = state["values"][start:start + size].reshape(shape)
-        start += size
-    return out
-
-
-def load(module: nn.Module, state: dict, device) -> nn.Module:
-    """Load `state` into a freshly built student module; names are part of the contract."""
-    module.load_state_dict(unpacked(state) if "values" in state else state)
-    return module.to(device).eval()
-
-
 def build_vit(m, x, device):
-    return load(m.ClassificationViT(**VIT), x["state"], device)
+    return load_state(m.ClassificationViT(**VIT), x["state"], device)
 
 
 def build_mae(m, state, device):
     mae = m.MaskedAutoEncoder(m.Transformer(**ENCODER), m.Transformer(**DECODER), **MAE)
-    return load(mae, state, device)
+    return load_state(mae, state, device)
 
 
 def patches_of(images_: torch.Tensor, p: int) -> torch.Tensor:
@@ -231,7 +201,7 @@ def patch_embed_reference(x):
 
 
 def patch_embed_call(m, x, device):
-    embed = load(m.PatchEmbed(IMG, PATCH, CHANNELS, D_ENC),
+    embed = load_state(m.PatchEmbed(IMG, PATCH, CHANNELS, D_ENC),
                  {"proj.weight": x["weight"], "proj.bias": x["bias"]}, device)
     with torch.no_grad():
         return embed(x["images"])
@@ -409,13 +379,13 @@ add(Case("mae/loss", 2, loss_inputs, loss_call, tol=1e-4,
 
 def classification_inputs(g):
     shapes = {**mae_shapes("mae."), **head_shapes("output_head.", D_ENC, 10)}
-    return {"state": packed(draw(g, shapes, tokens=tuple("mae." + t for t in MAE_TOKENS))),
+    return {"state": draw(g, shapes, tokens=tuple("mae." + t for t in MAE_TOKENS)),
             "images": images(g)}
 
 
 def build_classifier(m, x, device, detach):
     mae = m.MaskedAutoEncoder(m.Transformer(**ENCODER), m.Transformer(**DECODER), **MAE)
-    return load(m.ClassificationMAE(10, mae, D_ENC, detach=detach), x["state"], device)
+    return load_state(m.ClassificationMAE(10, mae, D_ENC, detach=detach), x["state"], device)
 
 
 def classification_call(m, x, device):
