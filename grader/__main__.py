@@ -1,4 +1,4 @@
-"""Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,mutant}
+"""Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,audit,mutant}
 
 Every command prints one clear line and exits 2 on bad input; `grade` exits 0 whenever
 grading completed, whatever the score.
@@ -36,11 +36,12 @@ def cmd_fixtures(args) -> int:
     stale = []
     for name in names:
         started = time.monotonic()
-        changed = fixtures(name, check=args.check)
+        changed, drift = fixtures(name, check=args.check)
         stale += changed
         verb = "differ" if args.check else "wrote"
         print(f"fixtures {name}: " + (f"{verb} {', '.join(changed)}" if changed else "up to date")
-              + f" ({time.monotonic() - started:.1f} s)")
+              + f" (largest float drift: {drift:.2%} of its case's tolerance; "
+              f"{time.monotonic() - started:.1f} s)")
     return 1 if args.check and stale else 0
 
 
@@ -131,6 +132,18 @@ def cmd_release(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    from grader.audit import audit, table
+    from grader.authoring import solution_names
+    names = solution_names() if args.assignment == "all" else [args.assignment]
+    clean = True
+    for name in names:
+        result = audit(name, seeds=args.seeds, cases=args.cases)
+        print(table(result))
+        clean = clean and result.clean
+    return 0 if clean else 1
+
+
 def cmd_mutant(args) -> int:
     from grader.authoring import mutants, write_mutant
     if not args.name:
@@ -192,6 +205,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("release", help="student bundle and Gradescope autograder zips")
     s.add_argument("--out", default="build", help="output folder (default ./build)")
     s.set_defaults(run=cmd_release)
+
+    s = sub.add_parser("audit", help="grade reference, equivalents and mutants on fresh seeds")
+    s.add_argument("assignment", help="an assignment name, or `all`")
+    s.add_argument("--seeds", type=int, default=5, help="fresh input seeds per case (default 5)")
+    s.add_argument("--cases", nargs="+", metavar="CASE", help="only these cases")
+    s.set_defaults(run=cmd_audit)
 
     s = sub.add_parser("mutant", help="list known mistakes, or write one out for grading")
     s.add_argument("assignment")

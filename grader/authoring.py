@@ -74,7 +74,8 @@ def make_skeleton(source: str, name: str) -> str:
 
 def solution_names() -> list[str]:
     return sorted(p.stem for p in paths.SOLUTIONS.glob("*.py")
-                  if not p.stem.endswith("_mutants") and not p.stem.startswith("_"))
+                  if not p.stem.endswith(("_mutants", "_equivalents"))
+                  and not p.stem.startswith("_"))
 
 
 def sync_text(generated: dict[Path, str], check: bool) -> list[str]:
@@ -105,38 +106,69 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Known mistakes ("mutants"): the solution with one small, plausible change
+# Known mistakes ("mutants") and known-correct alternatives ("equivalents"): the solution
+# with one small, plausible change
 # ---------------------------------------------------------------------------------------
 
-def mutants(assignment: str) -> dict:
-    """`solutions/<a>_mutants.py`: MUTANTS = {name: (description, [(old, new), ...])}."""
-    path = paths.SOLUTIONS / f"{assignment}_mutants.py"
+KINDS = {"mutants": "MUTANTS", "equivalents": "EQUIVALENTS"}
+
+
+def variants(assignment: str, kind: str = "mutants") -> dict:
+    """`solutions/<a>_<kind>.py`: {name: (description, [(old, new), ...])}.
+
+    kind is "mutants" (MUTANTS: each must lose points and be named) or "equivalents"
+    (EQUIVALENTS: correct code written another way; each must score 100%)."""
+    path = paths.SOLUTIONS / f"{assignment}_{kind}.py"
     if not path.is_file():
         return {}
-    spec = importlib.util.spec_from_file_location(f"{assignment}_mutants", path)
+    spec = importlib.util.spec_from_file_location(f"{assignment}_{kind}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.MUTANTS
+    return getattr(module, KINDS[kind])
 
 
-def mutant_source(assignment: str, mutant: str) -> str:
-    """The solution's text with the mutant's replacements applied (each must match once)."""
-    _, replacements = mutants(assignment)[mutant]
+def mutants(assignment: str) -> dict:
+    return variants(assignment, "mutants")
+
+
+def equivalents(assignment: str) -> dict:
+    return variants(assignment, "equivalents")
+
+
+def variant_source(assignment: str, name: str, kind: str = "mutants") -> str:
+    """The solution's text with the variant's replacements applied (each must match once)."""
+    known = variants(assignment, kind)
+    if name not in known:
+        raise AuthoringError(f"no {kind[:-1]} {name!r} in solutions/{assignment}_{kind}.py; "
+                             f"known: {', '.join(known) or 'none'}")
+    _, replacements = known[name]
     source = (paths.SOLUTIONS / f"{assignment}.py").read_text()
     for old, new in replacements:
         if source.count(old) != 1:
-            raise AuthoringError(f"mutant {mutant}: {old!r} occurs {source.count(old)} times "
+            raise AuthoringError(f"{kind[:-1]} {name}: {old!r} occurs {source.count(old)} times "
                                  f"in solutions/{assignment}.py (must be exactly once)")
         source = source.replace(old, new)
     return source
 
 
-def write_mutant(assignment: str, mutant: str, folder: Path) -> Path:
-    """Write the mutant as `<folder>/<assignment>.py`, ready to grade with --impl folder."""
+def mutant_source(assignment: str, mutant: str) -> str:
+    return variant_source(assignment, mutant, "mutants")
+
+
+def write_variant(assignment: str, name: str, folder: Path, kind: str = "mutants") -> Path:
+    """Write the variant as `<folder>/<assignment>.py`, ready to grade with --impl folder."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{assignment}.py"
-    target.write_text(mutant_source(assignment, mutant))
+    target.write_text(variant_source(assignment, name, kind))
     return target
+
+
+def write_mutant(assignment: str, mutant: str, folder: Path) -> Path:
+    return write_variant(assignment, mutant, folder, "mutants")
+
+
+def write_equivalent(assignment: str, name: str, folder: Path) -> Path:
+    return write_variant(assignment, name, folder, "equivalents")
 
 
 # ---------------------------------------------------------------------------------------
@@ -149,16 +181,28 @@ def run_case(case, module, inputs):
     return case.call(module, inputs, torch.device("cpu"))
 
 
+def case_inputs(case, seed: int) -> dict:
+    """The case's inputs from its seeded generator (the global RNG left untouched)."""
+    with torch.random.fork_rng():
+        return case.inputs(torch.Generator().manual_seed(seed))
+
+
+def load_variants(assignment: str, kind: str, folder: Path) -> dict:
+    """{name: (description, module)} of every mutant or equivalent, written under `folder`."""
+    loaded = {}
+    for name, (description, _) in variants(assignment, kind).items():
+        write_variant(assignment, name, folder / kind / name, kind)
+        loaded[name] = (description, load_assignment(assignment, folder / kind / name))
+    sys.modules.pop(assignment, None)
+    return loaded
+
+
 def build_fixtures(assignment: str) -> dict[str, dict]:
     """All three fixture files of an assignment, as objects, built on the CPU."""
     suite = load_suite(assignment)
     reference = load_assignment(assignment, paths.SOLUTIONS)
     with tempfile.TemporaryDirectory() as tmp:
-        known = {}
-        for name, (description, _) in mutants(assignment).items():
-            write_mutant(assignment, name, Path(tmp) / name)
-            known[name] = (description, load_assignment(assignment, Path(tmp) / name))
-        sys.modules.pop(assignment, None)
+        known = load_variants(assignment, "mutants", Path(tmp))
         meta = {"assignment": assignment, "torch": torch.__version__.split("+")[0]}
         files = {"public": {"meta": meta, "cases": {}},
                  "autograder_inputs": {"meta": meta, "cases": {}},
@@ -166,8 +210,7 @@ def build_fixtures(assignment: str) -> dict[str, dict]:
         for set_name, base in SETS.items():
             for case in suite:
                 seed = case.seed(base)
-                with torch.random.fork_rng():
-                    inputs = case.inputs(torch.Generator().manual_seed(seed))
+                inputs = case_inputs(case, seed)
                 expected = (case.reference(inputs) if case.reference
                             else run_case(case, reference, inputs))
                 diagnosed = {} if case.is_training else mistake_outputs(case, known, inputs,
@@ -199,7 +242,7 @@ def mistake_outputs(case, known: dict, inputs, expected) -> dict:
 def informative(outputs) -> bool:
     """False when every floating value is NaN or Inf: many mistakes look alike then."""
     from grader.cases import leaves
-    floats = [t for t in leaves(outputs) if t.is_floating_point()]
+    floats = [t for _, t in leaves(outputs) if t.is_floating_point()]
     return not floats or any(torch.isfinite(t).any() for t in floats)
 
 
@@ -209,34 +252,82 @@ def serialize(obj) -> bytes:
     return buffer.getvalue()
 
 
-def fixtures(assignment: str, check: bool) -> list[str]:
-    """Write (or, with check, compare) the fixture files; returns the out-of-date ones."""
-    stale = []
+DRIFT = 100   # fixtures --check allows floats to move by a case's tolerance / DRIFT,
+ULPS = 16     # or by 16 units of the dtype's precision at the tensor's scale, if larger
+
+
+def fixtures(assignment: str, check: bool) -> tuple[list[str], float]:
+    """Write (or, with check, compare) the fixture files.
+
+    Returns the out-of-date files and the largest rounding drift (as a fraction of its
+    case's tolerance) between the saved and the rebuilt floats. Float kernels round
+    differently on other CPUs, so floats may drift by up to tol / DRIFT (or ULPS units of
+    their dtype's precision, for tolerances close to it); structure, integers and booleans
+    must be identical.
+    """
+    suite = load_suite(assignment)
+    stale, largest = [], 0.0
     for kind, obj in build_fixtures(assignment).items():
         path = paths.fixture_file(assignment, kind)
-        data = serialize(obj)
-        if path.is_file() and same_content(path, obj):
+        problem = "missing"
+        if path.is_file():
+            saved = torch.load(path, weights_only=True)
+            problem, drift = fixture_difference(saved, obj, suite)
+            largest = max(largest, drift)
+        if problem is None:
             continue
-        stale.append(str(path.relative_to(paths.ROOT)))
+        stale.append(f"{path.relative_to(paths.ROOT)} ({problem})")
         if not check:
-            write_atomic(path, data)
-    return stale
+            write_atomic(path, serialize(obj))
+    return stale, largest
 
 
-def same_content(path: Path, obj) -> bool:
-    """Structural equality of a saved fixture with a freshly built one (exact tensors)."""
-    return equal(torch.load(path, weights_only=True), obj)
+def fixture_difference(saved: dict, built: dict, suite) -> tuple[str | None, float]:
+    """(None or where the files differ, largest drift / tolerance) of two fixture objects."""
+    if saved.keys() != built.keys() or saved.get("meta") != built.get("meta"):
+        return "metadata differs", 0.0
+    if saved["cases"].keys() != built["cases"].keys():
+        return "the set of cases differs", 0.0
+    largest = 0.0
+    for name, entry in built["cases"].items():
+        tol = suite[name].tol if name in suite.cases else 0.0
+        problem, drift = compare(saved["cases"][name], entry, tol / DRIFT, name)
+        largest = max(largest, drift / tol if tol else 0.0)
+        if problem:
+            return problem, largest
+    return None, largest
 
 
-def equal(a, b) -> bool:
+def compare(a, b, allowed: float, where: str) -> tuple[str | None, float]:
+    """Structural comparison; floats may differ by `allowed` (scaled error) or ULPS units
+    of their precision. Returns the first difference (or None) and the largest drift."""
+    from grader.cases import scaled_error
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         if not (type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape):
-            return False
-        if a.is_floating_point():  # NaN where a known mistake produces NaN equals NaN
-            return bool(((a == b) | (a.isnan() & b.isnan())).all())
-        return torch.equal(a, b)
+            return f"{where}: type, dtype or shape differs", 0.0
+        if not a.is_floating_point():
+            return (None if torch.equal(a, b) else f"{where}: values differ"), 0.0
+        if not torch.equal(a.isnan(), b.isnan()) or not torch.equal(a.isinf(), b.isinf()):
+            return f"{where}: NaN or Inf in other places", 0.0
+        finite = torch.isfinite(a)
+        drift = scaled_error(a[finite], b[finite]) if finite.any() else 0.0
+        limit = max(allowed, ULPS * torch.finfo(a.dtype).eps)
+        return (f"{where}: floats moved by {drift:.1e} (> {limit:.0e})" if drift > limit
+                else None), drift
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
-    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
-        return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b))
-    return type(a) is type(b) and a == b
+        if a.keys() != b.keys():
+            return f"{where}: keys differ", 0.0
+        pairs = [(a[k], b[k], f"{where}.{k}") for k in a]
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            return f"{where}: lengths differ", 0.0
+        pairs = [(x, y, f"{where}[{i}]") for i, (x, y) in enumerate(zip(a, b))]
+    else:
+        return (None if type(a) is type(b) and a == b else f"{where}: {a!r} != {b!r}"), 0.0
+    largest = 0.0
+    for x, y, inner in pairs:
+        problem, drift = compare(x, y, allowed, inner)
+        largest = max(largest, drift)
+        if problem:
+            return problem, largest
+    return None, largest

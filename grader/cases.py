@@ -12,7 +12,6 @@ from typing import Any, Callable
 
 import torch
 
-from dlkit.utils import rel_error
 
 Outputs = Any  # a tensor, or a dict / tuple / list of tensors
 
@@ -25,9 +24,14 @@ class Verdict:
     max_points: float
     passed: bool
     message: str
-    error: float | None = None     # rel_error; for training cases the accuracy or the loss
+    error: float | None = None     # scaled error; for training cases the accuracy or the loss
     tol: float | None = None
     measure: str = "error"         # what `error` holds: error | accuracy | loss
+    todo: bool = False             # the part raised NotImplementedError: not started yet
+
+    @property
+    def status(self) -> str:
+        return "pass" if self.passed else "TODO" if self.todo else "FAIL"
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Property:
     """A relation the outputs must satisfy, checked in the parent (e.g. causality)."""
     holds: Callable[[Outputs], bool]
     message: str  # shown when it does not hold: names the likely mistake
+    name: str = ""  # e.g. "causal", "rows sum to 1": named in the failure message
 
 
 @dataclass
@@ -46,12 +51,16 @@ class Case:
     call(module, inputs, device): runs the code under test, returns tensors.
     reference(inputs): computes the expected outputs when they should not come from the
         solution's `call` (e.g. from `torch.nn.MultiheadAttention`, or held-out labels).
-    tol: rel_error tolerance for floating outputs; integer and bool outputs must be exact.
-    min_accuracy: for training cases: outputs are predictions (N,) or (N, L), scored against
-        held-out labels that never reach the child; a row counts when all of it matches.
-    max_loss: for training cases whose output is the final loss (a float64 scalar) of a
-        fit the child ran (overfitting a small set): it must be below this. The reference
-        of such a case is only a shape: torch.zeros((), dtype=torch.float64).
+    tol: tolerance on `scaled_error` (max |got - expected| over the largest |expected| of
+        that output) for floating outputs; integer and bool outputs must be exact.
+    min_accuracy: for training cases: `call` trains in the child and returns the model's
+        state_dict; `evaluate(reference_module, weights, data, device)` then runs in a
+        separate sandbox that never imports the student's module and returns predictions
+        (N,) or (N, L), scored against held-out labels; a row counts when all of it matches.
+        `reference(inputs)` gives {"data": held-out inputs, "labels": their labels}.
+    max_loss: for training cases whose `evaluate` returns a loss (a float64 scalar) of the
+        trained weights on the data they were fit to (overfitting a small set): it must be
+        below this. `reference(inputs)` gives {"data": ...}.
     properties: relations checked on the outputs in addition to the comparison.
     gpu_reference(), gpu_min_accuracy: for training cases with a gpu profile (chosen when
         grading on CUDA): the held-out labels, read by the parent (None when the data is
@@ -67,6 +76,7 @@ class Case:
     min_accuracy: float | None = None
     max_loss: float | None = None
     properties: list[Property] = field(default_factory=list)
+    evaluate: Callable[[Any, dict, dict, torch.device], Outputs] | None = None
     gpu_reference: Callable[[], Outputs | None] | None = None
     gpu_min_accuracy: float | None = None
     hint: str = ""
@@ -167,32 +177,78 @@ def validate(got, expected, where: str = "output", finite: bool = True) -> str |
     raise TypeError(f"fixture holds an unsupported expected value: {type(expected).__name__}")
 
 
-def leaves(value) -> list[torch.Tensor]:
-    """The tensors of a validated output, in a fixed order."""
+def leaves(value, where: str = "") -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every tensor in a validated output, in a fixed order.
+
+    Names read like the student's return value: `db`, `[1]`, `weights[0]`; "" for a lone tensor.
+    """
     if isinstance(value, torch.Tensor):
-        return [value]
+        return [(where, value)]
     if isinstance(value, dict):
-        return [t for key in sorted(value) for t in leaves(value[key])]
-    return [t for item in value for t in leaves(item)]
+        return [item for key in sorted(value)
+                for item in leaves(value[key], f"{where}.{key}" if where else str(key))]
+    return [item for i, v in enumerate(value) for item in leaves(v, f"{where}[{i}]")]
 
 
-def distance(got, expected) -> float:
-    """Worst rel_error over all tensors; integer and bool tensors count 0 or 1 (exact).
+SCALE_FLOOR = 1e-6  # below this an output counts as zero: errors are measured absolutely
+
+
+def scaled_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    """max |got - expected| / max(max |expected|, 1e-6), on the CPU in float64.
+
+    The error is measured against the scale of the whole tensor, not element by element:
+    rounding next to zero (-6.62e-05 against -6.62e-05) is not a mistake, while a wrong
+    formula moves values by a sizeable fraction of the tensor's scale.
+    """
+    g = got.detach().to("cpu", torch.float64)
+    e = expected.detach().to("cpu", torch.float64)
+    if e.numel() == 0:
+        return 0.0
+    return ((g - e).abs().max() / e.abs().max().clamp_min(SCALE_FLOOR)).item()
+
+
+@dataclass
+class Difference:
+    """The worst output of a case: its error and where it is."""
+    error: float
+    where: str = ""
+    detail: str = ""   # for exact outputs: how many values differ
+
+    def describe(self, tol: float) -> str:
+        name = f"{self.where}: " if self.where else ""
+        if self.detail:
+            return f"{name}{self.detail} (must match exactly)"
+        return f"{name}error {self.error:.2e} > tolerance {tol:.0e}"
+
+
+def difference(got, expected) -> Difference:
+    """The worst output's error: `scaled_error` for floating outputs; integer and bool
+    outputs count 0 or 1 (they must be exact).
 
     NaN or Inf in the same places on both sides count as equal (a known mistake may produce
     them); anywhere else they count as the maximal error, 1.
     """
-    worst = 0.0
-    for g, e in zip(leaves(got), leaves(expected)):
+    worst = Difference(0.0)
+    for (where, g), (_, e) in zip(leaves(got), leaves(expected)):
         if not e.is_floating_point():
-            worst = max(worst, 0.0 if torch.equal(g, e) else 1.0)
-            continue
-        finite = torch.isfinite(g) & torch.isfinite(e)
-        same = (g == e) | (g.isnan() & e.isnan())
-        if not (finite | same).all():
-            return 1.0
-        worst = max(worst, rel_error(g[finite], e[finite]))
+            wrong = int((g != e).sum()) if g.shape == e.shape else e.numel()
+            found = Difference(1.0 if wrong else 0.0, where,
+                               f"{wrong} of {e.numel()} values differ" if wrong else "")
+        else:
+            finite = torch.isfinite(g) & torch.isfinite(e)
+            same = (g == e) | (g.isnan() & e.isnan())
+            if not (finite | same).all():
+                found = Difference(1.0, where, "NaN or Inf where the expected values are finite")
+            else:
+                found = Difference(scaled_error(g[finite], e[finite]), where)
+        if found.error > worst.error or math.isnan(found.error):
+            worst = found
     return worst
+
+
+def distance(got, expected) -> float:
+    """The worst error over all outputs (see `difference`)."""
+    return difference(got, expected).error
 
 
 def judge(case: Case, got, expected, mutants: dict | None = None,
@@ -228,20 +284,33 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
             return fail(message + (f"; {case.hint}" if case.hint else ""), accuracy)
         return Verdict(case.name, case.points, case.points, True, message, accuracy, None,
                        measure)
-    error = distance(got, expected)
-    if not error <= case.tol or math.isnan(error):
+    worst = difference(got, expected)
+    if not worst.error <= case.tol or math.isnan(worst.error):
         known = diagnose(got, mutants or {}, case.tol)
         if known:
-            return fail(f"looks like a known mistake: {known}", error)
-        for prop in case.properties:
-            if not prop.holds(got):
-                return fail(prop.message, error)
-        return fail(f"relative error {error:.2e} > tolerance {case.tol:.0e}"
-                    + (f"; hint: {case.hint}" if case.hint else ""), error)
+            return fail(f"{worst.describe(case.tol)}: looks like a known mistake: {known}",
+                        worst.error)
+        broken = failed_property(case, got)
+        if broken:
+            return fail(f"{worst.describe(case.tol)}; {broken}", worst.error)
+        return fail(worst.describe(case.tol) + (f"; hint: {case.hint}" if case.hint else ""),
+                    worst.error)
+    broken = failed_property(case, got)
+    if broken:
+        return fail(broken, worst.error)
+    return Verdict(case.name, case.points, case.points, True, "", worst.error, case.tol)
+
+
+def failed_property(case: Case, got) -> str | None:
+    """'property <name> fails: <message>' for the first property that does not hold."""
     for prop in case.properties:
-        if not prop.holds(got):
-            return fail(prop.message, error)
-    return Verdict(case.name, case.points, case.points, True, "", error, case.tol)
+        try:
+            holds = bool(prop.holds(got))
+        except Exception:  # noqa: BLE001 - a property of odd outputs simply fails
+            holds = False
+        if not holds:
+            return f"property {prop.name!r} fails: {prop.message}" if prop.name else prop.message
+    return None
 
 
 def diagnose(got, mutants: dict, tol: float) -> str | None:

@@ -1,7 +1,9 @@
 """Inline checks for the notebooks: `check(module, "attention/causal")` prints pass or fail.
 
 These run your code in the notebook's own process on the public fixture set (whose expected
-values ship with the course), with the same comparison and hints as `make grade`.
+values ship with the course), with the same comparison and hints as `make grade`. A float
+output's "scaled error" is the largest |yours - expected| divided by the largest |expected|
+in that output: rounding near zero does not count, a wrong formula does.
 """
 import torch
 
@@ -43,7 +45,7 @@ def check(module, *names: str, assignment: str | None = None) -> bool:
             all_passed = False
             continue
         v = judge(case, outputs, fixture["expected"], fixture.get("mutants"))
-        error = f"error {v.error:.1e} <= {v.tol:.0e}" if v.error is not None else ""
+        error = f"scaled error {v.error:.1e} <= {v.tol:.0e}" if v.error is not None else ""
         print(f"PASS  {case.name} ({error})" if v.passed else f"FAIL  {case.name}: {v.message}")
         all_passed &= v.passed
     return all_passed

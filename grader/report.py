@@ -31,7 +31,7 @@ def table(assignment: str, verdicts: list[Verdict], seconds: float, note: str = 
             f"{'error / tol':<{WIDTH['error']}} message")
     lines = [f"== {assignment} ==" + (f"  ({note})" if note else ""), head, "-" * min(len(head) + 30, columns)]
     for v in verdicts:
-        status = "pass" if v.passed else "FAIL"
+        status = v.status
         row = (f"{v.name:<{WIDTH['case']}} {v.points:>5g} / {v.max_points:<3g}  "
                f"{status:<{WIDTH['status']}} {fmt_error(v):<{WIDTH['error']}} {v.message}")
         lines.append(row if len(row) <= columns or not tty else row[: columns - 1] + "…")
@@ -50,7 +50,7 @@ def results(verdicts: list[Verdict], seconds: float, visibility: str = "visible"
         output = v.message or "passed"
         if v.error is not None:
             output += (f" ({v.measure} {v.error:.4f})" if v.measure != "error"
-                       else f" (relative error {v.error:.2e}, tolerance {v.tol:.0e})")
+                       else f" (scaled error {v.error:.2e}, tolerance {v.tol:.0e})")
         tests.append({"name": v.name, "number": str(number), "score": v.points,
                       "max_score": v.max_points, "status": "passed" if v.passed else "failed",
                       "output": output, "visibility": visibility})

@@ -44,7 +44,7 @@ def test_judge_passes_within_tolerance_and_fails_beyond():
     c = case(tol=1e-3)
     assert judge(c, torch.tensor([1.0005]), torch.tensor([1.0])).passed
     failed = judge(c, torch.tensor([1.01]), torch.tensor([1.0]))
-    assert not failed.passed and failed.points == 0 and "relative error" in failed.message
+    assert not failed.passed and failed.points == 0 and "error 1.00e-02 > tolerance" in failed.message
 
 
 def test_judge_names_a_known_mistake_only_when_unambiguous():
@@ -83,3 +83,53 @@ def test_loss_target_cases_report_the_loss():
     assert good.passed and good.measure == "loss" and "final training loss 0.100" in good.message
     assert not judge(c, torch.tensor(0.7, dtype=torch.float64), target).passed
     assert not judge(c, torch.tensor(0.1), target).passed  # float32: wrong dtype
+
+
+def test_scaled_error_ignores_rounding_next_to_zero_but_not_wrong_values():
+    from grader.cases import scaled_error
+    expected = torch.tensor([1.0, -6.62e-05, 0.5])
+    rounded = torch.tensor([1.0, -6.6206e-05, 0.5])   # 6e-9 off next to zero
+    assert scaled_error(rounded, expected) < 1e-7
+    assert scaled_error(torch.tensor([1.0, -6.62e-05, 0.6]), expected) > 0.09
+    assert scaled_error(torch.zeros(3), torch.zeros(3)) == 0.0
+
+
+def test_failure_names_the_wrong_output_and_the_property():
+    c = case(tol=1e-5)
+    expected = {"dx": torch.ones(3), "db": torch.ones(2)}
+    v = judge(c, {"dx": torch.ones(3), "db": torch.tensor([1.0, 1.6])}, expected)
+    assert not v.passed and v.message.startswith("db: error 6.00e-01 > tolerance 1e-05")
+    exact = judge(c, {"ids": torch.tensor([1, 2, 3])}, {"ids": torch.tensor([1, 2, 4])})
+    assert "ids: 1 of 3 values differ" in exact.message
+    named = case(properties=[Property(lambda out: False, "weights must sum to 1", "rows sum to 1")])
+    assert "property 'rows sum to 1' fails" in judge(named, torch.ones(1), torch.ones(1)).message
+
+
+def test_not_implemented_parts_show_as_todo():
+    c = case()
+    v = verdict(c, None, "not implemented yet (attention: not implemented yet)", {})
+    assert v.status == "TODO" and not v.passed
+    assert verdict(c, None, "ValueError at x.py:3: bad", {}).status == "FAIL"
+
+
+def test_fixture_check_tolerates_rounding_drift_and_catches_real_changes():
+    from grader import authoring
+    from grader.suites import load_suite
+    suite = load_suite("transformer")
+    name = "layer/encoder_vs_torch"
+    value = torch.randn(4, 5)
+    saved = {"meta": {"a": 1}, "cases": {name: {"expected": value, "ids": torch.arange(3)}}}
+
+    def changed(**entry):
+        return {"meta": {"a": 1}, "cases": {name: {"expected": value, "ids": torch.arange(3),
+                                                   **entry}}}
+    one_ulp = value.clone()
+    one_ulp[1, 2] = torch.nextafter(one_ulp[1, 2], torch.tensor(float("inf")))
+    problem, drift = authoring.fixture_difference(saved, changed(expected=one_ulp), suite)
+    assert problem is None and 0 < drift < 0.01
+    moved = value.clone()
+    moved[1, 2] += 0.1
+    problem, _ = authoring.fixture_difference(saved, changed(expected=moved), suite)
+    assert problem and "floats moved" in problem
+    problem, _ = authoring.fixture_difference(saved, changed(ids=torch.tensor([0, 1, 3])), suite)
+    assert problem and "values differ" in problem
