@@ -10,6 +10,7 @@ the results are saved as tensors and plain containers (loadable with weights_onl
     autograder_inputs.pt    inputs of the autograder set, other seeds (ships to students)
     autograder_expected.pt  its expected values and known-mistake outputs (instructors only)
 """
+import contextlib
 import importlib.util
 import io
 import os
@@ -197,8 +198,25 @@ def load_variants(assignment: str, kind: str, folder: Path) -> dict:
     return loaded
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one thread: results then do not depend on the machine's core count, and
+    the many small kernels of fixtures and audits run faster than with contended threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def build_fixtures(assignment: str) -> dict[str, dict]:
     """All three fixture files of an assignment, as objects, built on the CPU."""
+    with one_thread():
+        return build_fixture_objects(assignment)
+
+
+def build_fixture_objects(assignment: str) -> dict[str, dict]:
     suite = load_suite(assignment)
     reference = load_assignment(assignment, paths.SOLUTIONS)
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,16 +243,19 @@ def build_fixtures(assignment: str) -> dict[str, dict]:
 
 
 def mistake_outputs(case, known: dict, inputs, expected) -> dict:
-    """Outputs of each known mistake that differ from the reference on this case."""
-    from grader.cases import distance, validate
+    """Outputs of each known mistake that differ from the reference on this case (a wrong
+    shape or dtype included: a `.squeeze()` that drops a batch of one is named too)."""
+    from grader.cases import distance, only_tensors, validate
     found = {}
     for name, (description, module) in known.items():
         try:
             outputs = run_case(case, module, inputs)
         except Exception:  # a mistake that crashes here has nothing to recognise
             continue
-        if (validate(outputs, expected, finite=False) is None and informative(outputs)
-                and distance(outputs, expected) > case.tol):
+        if not only_tensors(outputs) or not informative(outputs):
+            continue
+        if (validate(outputs, expected, finite=False) is not None
+                or distance(outputs, expected) > case.tol):
             found[name] = {"description": description, "outputs": outputs}
     return found
 

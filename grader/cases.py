@@ -177,6 +177,17 @@ def validate(got, expected, where: str = "output", finite: bool = True) -> str |
     raise TypeError(f"fixture holds an unsupported expected value: {type(expected).__name__}")
 
 
+def only_tensors(value) -> bool:
+    """True for a tensor, or dicts, lists and tuples of nothing but tensors."""
+    if isinstance(value, torch.Tensor):
+        return True
+    if isinstance(value, dict):
+        return all(only_tensors(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(only_tensors(v) for v in value)
+    return False
+
+
 def leaves(value, where: str = "") -> list[tuple[str, torch.Tensor]]:
     """(name, tensor) of every tensor in a validated output, in a fixed order.
 
@@ -264,8 +275,7 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
 
     problem = validate(got, expected)
     if problem:
-        known = validate(got, expected, finite=False) is None and diagnose(got, mutants or {},
-                                                                           case.tol)
+        known = diagnose(got, mutants or {}, case.tol)  # mistakes of shape or dtype too
         return fail(f"{problem}: looks like a known mistake: {known}" if known else problem)
     if case.max_loss is not None:
         loss = got.item()

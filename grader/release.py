@@ -3,15 +3,20 @@
 student/            skeletons, notebooks, dlkit, grader, public fixtures and the autograder
                     inputs (never their expected values), Makefile, pyproject, README
 student.zip         the same folder, zipped
-gradescope_<a>.zip  setup.sh and run_autograder at the root, grader, dlkit, full fixtures
+gradescope_<a>.zip  setup.sh and run_autograder at the root, grader, dlkit, full fixtures,
+                    the reference module (training cases are evaluated with it, in a
+                    sandbox that never sees the student's code) and MANUAL_GRADING.md
 """
 import io
 import shutil
 import zipfile
 from pathlib import Path
 
+import nbformat
+
 from grader import paths
 from grader.authoring import write_atomic
+from grader.written import questions
 from grader.suites import available
 
 SHARED = ["grader", "dlkit", "pyproject.toml", "README.md"]
@@ -91,7 +96,8 @@ def gradescope_bundle(assignment: str, archive: Path) -> Path:
             zf.writestr(info, text)
         add_text("setup.sh", SETUP_SH)
         add_text("run_autograder", RUN_AUTOGRADER.format(assignment=assignment))
-        for name in SHARED + [f"fixtures/{assignment}"]:
+        zf.writestr("MANUAL_GRADING.md", manual_grading(assignment))
+        for name in SHARED + [f"fixtures/{assignment}", f"solutions/{assignment}.py"]:
             source = paths.ROOT / name
             files = [source] if source.is_file() else sorted(source.rglob("*"))
             for path in files:
@@ -99,6 +105,28 @@ def gradescope_bundle(assignment: str, archive: Path) -> Path:
                     zf.write(path, path.relative_to(paths.ROOT).as_posix())
     write_atomic(archive, buffer.getvalue())
     return archive
+
+
+def manual_grading(assignment: str) -> str:
+    """How to set up the companion Gradescope assignment for the written answers."""
+    notebook = paths.NOTEBOOKS / f"{assignment}.ipynb"
+    found = questions(nbformat.read(notebook, as_version=4)) if notebook.is_file() else []
+    lines = [f"# {assignment}: the written answers, graded by hand", "",
+             "Students run `make submit A=" + assignment + "`, which writes "
+             f"`submissions/{assignment}_written.pdf`: only the questions and their answers, "
+             "one question per page.", "",
+             "1. In Gradescope, create an *Assignment* of type *Homework / Problem Set* named "
+             f"`{assignment} (written)`, submissions by students, PDF upload.",
+             "2. Create the outline below: one question per item, each on its own page, so "
+             "that students' pages are matched to the questions.",
+             "3. Students upload the PDF; graders read one question at a time.", "",
+             "## Outline", ""]
+    for number, question in enumerate(found, start=1):
+        title = question.text.splitlines()[0].strip().strip("*")
+        lines.append(f"{number}. {title.split('**')[0].strip()}")
+    if not found:
+        lines.append("(this assignment's notebook has no written questions)")
+    return "\n".join(lines) + "\n"
 
 
 def release(out: Path) -> list[Path]:

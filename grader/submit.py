@@ -2,7 +2,8 @@
 
 It holds the student's module, the notebook, `autograder.pt` (their outputs on the
 autograder inputs, for the outputs-mode flow), the results of grading on the public set,
-and MANIFEST.json with the SHA-256 of every file.
+and MANIFEST.json with the SHA-256 of every file. Beside it, `<a>_written.pdf` (and .html)
+holds only the written questions and answers, for the manual-grading upload.
 """
 import io
 import json
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from grader import paths, report
+from grader import paths, report, written
 from grader.grade import GradingError, autograder_outputs, grade, resolve_impl
 
 
@@ -34,3 +35,12 @@ def make_submission(assignment: str, impl: str = "assignments", out: Path | None
     target = out or paths.SUBMISSIONS / f"{assignment}.zip"
     report.submission_zip(target, files)
     return target
+
+
+def written_answers(assignment: str, folder: Path) -> tuple[list[Path], str | None]:
+    """`<folder>/<a>_written.pdf` and `.html` from the student's (saved) notebook."""
+    notebook = paths.NOTEBOOKS / f"{assignment}.ipynb"
+    if not notebook.is_file():
+        return [], f"no notebook {notebook.name}: no written answers exported"
+    return written.write_answers(notebook, folder / f"{assignment}_written",
+                                 f"{assignment}: written answers")

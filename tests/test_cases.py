@@ -133,3 +133,12 @@ def test_fixture_check_tolerates_rounding_drift_and_catches_real_changes():
     assert problem and "floats moved" in problem
     problem, _ = authoring.fixture_difference(saved, changed(ids=torch.tensor([0, 1, 3])), suite)
     assert problem and "values differ" in problem
+
+
+def test_a_known_mistake_of_the_wrong_shape_is_named():
+    c = case(tol=1e-6)
+    mutants = {"squeeze": {"description": "squeeze() dropped the batch of one",
+                           "outputs": torch.ones(3)}}
+    v = judge(c, torch.ones(3), torch.ones(1, 3), mutants)
+    assert not v.passed and "shape (3,), expected (1, 3)" in v.message
+    assert "squeeze() dropped the batch of one" in v.message

@@ -1,0 +1,196 @@
+# Generated from solutions/attention.py by `python -m grader skeletons`.
+# Fill in every TODO; keep names, signatures and attribute names as they are.
+"""Transformer building blocks, one at a time: a warm-up for the `transformer` assignment.
+
+You write, in order:
+
+1. `PositionalEncoder`: the sinusoidal position table of "Attention Is All You Need";
+2. `attention(q, k, v)`: scaled dot-product attention for a batch, without loops;
+3. `SelfAttention`, `CrossAttention` and `MultiHeadedAttention`, modules built on `attention`;
+4. `causal_attention` and `CausalSelfAttention`: the masked version a decoder uses.
+
+Conventions used everywhere in this file:
+- Batch first: a batch of sequences is (N, L, D): N sequences, L positions, D features.
+- Work in the dtype of the inputs (the grader sends float64 tensors and calls `.double()` on
+  your modules); never hard-code a device (no `.cuda()`).
+- Construction order is part of the contract. The checks build your modules right after
+  `torch.manual_seed(...)` and compare with fixed values, so every `__init__` must create its
+  layers in the order its docstring gives, and nothing else that draws random numbers.
+
+Run `make grade A=attention` to score this file; `notebooks/attention.ipynb` walks through it.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# ---------------------------------------------------------------------------------------
+# Exercise 1. Positional encoding
+# ---------------------------------------------------------------------------------------
+
+
+class PositionalEncoder(nn.Module):
+    """Adds the sinusoidal position table to a batch of embeddings.
+
+    For position `pos` and each pair of columns (2i, 2i+1), i = 0, 1, ..., d_model/2 - 1:
+
+        pe[pos, 2i]     = sin(pos / 10000 ** (2i / d_model))
+        pe[pos, 2i + 1] = cos(pos / 10000 ** (2i / d_model))
+
+    Both columns of a pair share one frequency. Careful: in the exponent, 2i is the index of
+    the pair's *even column* (0, 2, 4, ...), not twice the column index.
+
+    Args:
+        d_model: the embedding size (even).
+        max_seq_len: the number of positions in the table.
+    Attributes:
+        pe: a buffer of shape (1, max_seq_len, d_model), float32 (torch's default dtype).
+    """
+
+    def __init__(self, d_model: int, max_seq_len: int = 80):
+        super().__init__()
+        self.d_model = d_model
+        # TODO: fill a (max_seq_len, d_model) float32 tensor pe (two loops are fine), even columns sin, odd cos.
+        raise NotImplementedError("PositionalEncoder.__init__: not implemented yet")
+        self.register_buffer("pe", pe.unsqueeze(0))  # (1, L, d_model), moves with .to()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, L, d_model) with L <= max_seq_len. Returns x * sqrt(d_model) + pe[:, :L].
+
+        (Given: the embeddings are scaled up so that the table does not drown them.)
+        """
+        x = x * math.sqrt(self.d_model)
+        return x + self.pe[:, : x.size(1)]
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 2. Scaled dot-product attention
+# ---------------------------------------------------------------------------------------
+
+
+def attention(q: torch.Tensor, k: torch.Tensor,
+              v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d_k)) v for a whole batch at once, without Python loops.
+
+    Args:
+        q: queries (N, L_q, d_k); k: keys (N, L_k, d_k); v: values (N, L_k, d_v).
+            L_q and L_k may differ (cross-attention), and so may d_k and d_v.
+    Returns:
+        (output, att_values): output (N, L_q, d_v) and the attention weights
+        att_values (N, L_q, L_k). The softmax runs over the keys (the last dimension), so
+        every row att_values[n, i, :] sums to 1.
+    """
+    assert q.shape[-1] == k.shape[-1], "queries and keys must have the same size d_k"
+    # TODO: torch.bmm(q, k.transpose(-2, -1)) gives every score; scale, softmax over the keys, then bmm with v.
+    raise NotImplementedError("attention: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 3. Attention modules
+# ---------------------------------------------------------------------------------------
+
+
+class SelfAttention(nn.Module):
+    """Self-attention: queries, keys and values are all projections of the same x.
+
+    Create exactly three layers, in this order (the checks depend on it):
+        linear_q = nn.Linear(input_dim, key_dim)
+        linear_k = nn.Linear(input_dim, key_dim)
+        linear_v = nn.Linear(input_dim, output_dim)
+    `self.output_dim` (set for you) is how `MultiHeadedAttention` learns this head's size.
+    """
+
+    def __init__(self, input_dim: int, key_dim: int, output_dim: int):
+        super().__init__()
+        self.input_dim, self.key_dim, self.output_dim = input_dim, key_dim, output_dim
+        # TODO: three nn.Linear layers named linear_q, linear_k, linear_v, created in that order.
+        raise NotImplementedError("SelfAttention.__init__: not implemented yet")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim)."""
+        # TODO: project x three times and call attention(q, k, v); drop the weights.
+        raise NotImplementedError("SelfAttention.forward: not implemented yet")
+
+
+class CrossAttention(nn.Module):
+    """Cross-attention: queries come from x, keys and values from another sequence y.
+
+    Create exactly three layers, in this order (the checks depend on it):
+        linear_q = nn.Linear(x_input_dim, key_dim)
+        linear_k = nn.Linear(y_input_dim, key_dim)
+        linear_v = nn.Linear(y_input_dim, output_dim)
+    """
+
+    def __init__(self, x_input_dim: int, y_input_dim: int, key_dim: int, output_dim: int):
+        super().__init__()
+        self.key_dim, self.output_dim = key_dim, output_dim
+        # TODO: like SelfAttention, but linear_k and linear_v read y's features.
+        raise NotImplementedError("CrossAttention.__init__: not implemented yet")
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x: (N, L_x, x_input_dim), y: (N, L_y, y_input_dim); L_x and L_y may differ.
+
+        Returns (N, L_x, output_dim): one output per query position of x.
+        """
+        # TODO: q from x, k and v from y, then attention.
+        raise NotImplementedError("CrossAttention.forward: not implemented yet")
+
+
+class MultiHeadedAttention(nn.Module):
+    """Several self-attention heads side by side, mixed by one output layer.
+
+    Args:
+        attn_modules: the heads (e.g. SelfAttention modules), already built; each has an
+            `output_dim` attribute, and heads may have different sizes.
+        final_output_dim: the size of the result.
+    Attributes (the names are part of the contract: the grader loads weights by name):
+        attn_modules: the heads in an nn.ModuleList, in the order given.
+        linear_out: nn.Linear(sum of the heads' output_dim, final_output_dim), the only layer
+            this __init__ creates.
+    """
+
+    def __init__(self, attn_modules: list[nn.Module], final_output_dim: int):
+        super().__init__()
+        # TODO: nn.ModuleList(attn_modules), then one nn.Linear from the summed head sizes.
+        raise NotImplementedError("MultiHeadedAttention.__init__: not implemented yet")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, L, input_dim) -> (N, L, final_output_dim).
+
+        Run every head on x, concatenate their outputs along the feature dimension (head 0's
+        features first), then apply linear_out.
+        """
+        # TODO: torch.cat([...], dim=-1) of the head outputs, then self.linear_out.
+        raise NotImplementedError("MultiHeadedAttention.forward: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 4. Causal (masked) attention, for a decoder
+# ---------------------------------------------------------------------------------------
+
+
+def causal_attention(q: torch.Tensor, k: torch.Tensor,
+                     v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Like `attention`, but query position i may only attend to key positions j <= i.
+
+    Args:
+        q: (N, L, d_k); k: (N, L, d_k); v: (N, L, d_v), all of the same length L.
+    Returns:
+        (output (N, L, d_v), att_values (N, L, L)): att_values[n, i, j] is exactly 0 for
+        every j > i, and every row still sums to 1.
+    """
+    # TODO: set the scores above the diagonal (j > i) to -inf before the softmax.
+    raise NotImplementedError("causal_attention: not implemented yet")
+
+
+class CausalSelfAttention(SelfAttention):
+    """Self-attention in which position i only sees positions j <= i.
+
+    The same three layers as SelfAttention (inherited, same order); only forward differs.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only."""
+        # TODO: SelfAttention.forward with causal_attention in place of attention.
+        raise NotImplementedError("CausalSelfAttention.forward: not implemented yet")

@@ -1,0 +1,105 @@
+"""Grading a class on a Dask distributed cluster: one task per submission.
+
+The client reads each submission into bytes (a folder is zipped in memory: no shared
+filesystem is assumed), submits one task per submission, and gets plain data back; only the
+client writes results.json files and the gradebook. Each worker grades exactly as `--jobs`
+does locally: `grader.grade.grade`, in its own sandbox, with the worker's own copy of the
+grader and fixtures. A worker that dies mid-task costs a retry (Dask reschedules the task);
+a task that still fails is reported for its submission only.
+
+Dask is imported only here, and only when `--scheduler` is given.
+"""
+import io
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+
+from grader.cases import Verdict
+
+RETRIES = 2            # extra tries of one submission after a worker died or the task failed
+MAX_FOLDER = 256 << 20  # bytes of one submitted folder, zipped in memory on the client
+
+
+class ClusterError(Exception):
+    """A scheduler address that does not work: one line."""
+
+
+def submission_bytes(path: Path) -> tuple[str, bytes]:
+    """(file name, bytes) of a submission: a .zip or .py as it is, a folder zipped."""
+    if path.is_file():
+        return ("submission.zip" if path.suffix == ".zip" else path.name), path.read_bytes()
+    buffer, total = io.BytesIO(), 0
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_file() and not file.is_symlink():
+                total += file.stat().st_size
+                if total > MAX_FOLDER:
+                    raise ValueError(f"{path.name}: folder larger than {MAX_FOLDER >> 20} MB")
+                archive.write(file, file.relative_to(path).as_posix())
+    return "submission.zip", buffer.getvalue()
+
+
+def remote_grade(assignment: str, file_name: str, data: bytes, options: dict) -> dict:
+    """On a worker: write the submission to a private folder, grade it, return plain data."""
+    from grader.grade import grade
+    with tempfile.TemporaryDirectory(prefix="grader-cluster-") as tmp:
+        path = Path(tmp) / Path(file_name).name
+        path.write_bytes(data)
+        graded = grade(assignment, str(path), **options)
+    return {"verdicts": [asdict(v) for v in graded.verdicts], "notes": list(graded.notes),
+            "seconds": graded.seconds}
+
+
+def connect(scheduler: str):
+    """A Dask client for `ADDRESS` (a running scheduler) or `local:N` (a LocalCluster of N
+    single-threaded worker processes on this machine)."""
+    from dask.distributed import Client, LocalCluster
+    if scheduler.startswith("local:"):
+        try:
+            workers = int(scheduler.split(":", 1)[1])
+        except ValueError:
+            raise ClusterError(f"--scheduler {scheduler}: use local:N with a whole number N")
+        if workers < 1:
+            raise ClusterError(f"--scheduler {scheduler}: N must be at least 1")
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        return Client(cluster), cluster
+    try:
+        return Client(scheduler, timeout="20s"), None
+    except (OSError, TimeoutError) as exc:
+        raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler ({exc})")
+
+
+def grade_on_cluster(items: list[tuple[str, Path]], assignment: str, scheduler: str,
+                     options: dict):
+    """Yield (submission id, graded data or None, error or None) as tasks finish."""
+    from dask.distributed import as_completed
+    client, cluster = connect(scheduler)
+    try:
+        futures = {}
+        for sid, path in items:
+            try:
+                name, data = submission_bytes(path)
+            except (OSError, ValueError) as exc:
+                yield sid, None, f"could not read the submission ({exc})"
+                continue
+            future = client.submit(remote_grade, assignment, name, data, options,
+                                   key=f"grade-{assignment}-{sid}", pure=False,
+                                   retries=RETRIES)
+            futures[future] = sid
+        for future in as_completed(futures):
+            sid = futures[future]
+            try:
+                yield sid, future.result(), None
+            except Exception as exc:  # noqa: BLE001 - one submission's failure, reported
+                text = str(exc).splitlines()[0][:200] if str(exc) else ""
+                yield sid, None, f"failed to grade on the cluster: {type(exc).__name__}: {text}"
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def verdicts_of(data: dict) -> list[Verdict]:
+    return [Verdict(**v) for v in data["verdicts"]]

@@ -1,0 +1,391 @@
+"""The graded cases of the `attention` warm-up assignment.
+
+Two kinds of cases per exercise:
+
+- `*/source`: the source exercise's own checks. Its modules are built right after
+  `torch.manual_seed(42 | 48 | 14 | 10)` in the documented order (q, k, v; the heads, then the
+  output layer), so the expected values are the numbers the source printed (tests/
+  test_attention.py checks them to the printed 4 decimals). They catch a wrong construction
+  order, which the other cases cannot see. The inputs drawn after the modules are built here
+  by replaying the same construction with `torch.nn.Linear`, so a student's extra random draw
+  changes only the weights, never the inputs.
+- the others: non-default and unequal sizes, cross lengths, batches of one, weights loaded by
+  name from the inputs, and expected values from `torch.nn.functional.scaled_dot_product_attention`
+  where it applies, plus named properties (rows sum to 1, no weight on the future, causality,
+  permutation equivariance).
+
+Everything numeric runs in float64 (modules are built in float32 under the seed, as the source
+does, and then converted with `.double()`), so a tolerance of 1e-8 leaves many orders of
+magnitude on both sides. The one exception is the position table: its buffer is float32 by
+contract (built with torch's default dtype), so float32 formulas of a correct table differ from
+the float64-computed reference by up to ~1e-5 of its scale; its tolerance, 1e-3, was chosen
+from the audit (`python -m grader audit attention`), while every known mistake moves it by 0.1
+or more.
+"""
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grader import inputs
+from grader.cases import Case, Property, Suite
+from grader.inputs import load_state
+
+suite = Suite("attention")
+F64 = torch.float64
+randn = partial(inputs.randn, dtype=F64)
+TOL = 1e-8        # float64 cases
+PE_TOL = 1e-3     # the float32 position table (see the module docstring)
+
+
+# ---------------------------------------------------------------------------------------
+# Builders
+# ---------------------------------------------------------------------------------------
+
+def drawn_after(seed: int, layers: list[tuple[int, int]], *shapes) -> list[torch.Tensor]:
+    """The source's inputs: torch.manual_seed(seed), nn.Linear(i, o) for each (i, o) in order
+    (the documented construction), then torch.randn of each shape; in float64."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for fan_in, fan_out in layers:
+            nn.Linear(fan_in, fan_out)
+        return [torch.randn(*shape).to(F64) for shape in shapes]
+
+
+def built(seed: int, build, device):
+    """Build a student module right after torch.manual_seed(seed), then move it to float64."""
+    torch.manual_seed(seed)
+    return build().to(device, F64)
+
+
+def linear_state(g, prefix: str, fan_in: int, fan_out: int) -> dict:
+    """Weights of an nn.Linear drawn from g, scaled so that projections stay of order 1."""
+    return {f"{prefix}weight": randn(g, fan_out, fan_in, scale=fan_in ** -0.5),
+            f"{prefix}bias": randn(g, fan_out, scale=0.1)}
+
+
+def qkv_state(g, q_in: int, kv_in: int, key_dim: int, output_dim: int, prefix: str = "") -> dict:
+    return {**linear_state(g, prefix + "linear_q.", q_in, key_dim),
+            **linear_state(g, prefix + "linear_k.", kv_in, key_dim),
+            **linear_state(g, prefix + "linear_v.", kv_in, output_dim)}
+
+
+def rows_sum_to_one(*names):
+    """Property: every row of the named attention weights sums to 1."""
+    def holds(out):
+        return all(torch.allclose(out[n].sum(-1), torch.ones_like(out[n][..., 0]),
+                                  rtol=0, atol=1e-9) for n in names)
+    return Property(holds, "attention weights must sum to 1 over the keys (softmax over the "
+                           "last dimension)", "rows sum to 1")
+
+
+def no_future_weight(*names):
+    """Property: the weights above the diagonal (key j > query i) are exactly 0."""
+    def holds(out):
+        return all(out[n].triu(1).eq(0).all() for n in names)
+    return Property(holds, "some query gives weight to a later key (j > i); those scores must "
+                           "be -inf before the softmax", "no weight on the future")
+
+
+def weights_of(name: str) -> str:
+    return f"{name}_weights"
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 1. PositionalEncoder
+# ---------------------------------------------------------------------------------------
+
+def pe_source_inputs(g):
+    # The source's input: (1, 4, 512), every row 0.01, 0.02, ..., 5.12.
+    return {"x": (torch.arange(1, 513, dtype=F64) * 0.01).repeat(1, 4, 1)}
+
+
+def pe_source_call(m, x, device):
+    pe = m.PositionalEncoder(512).to(device)
+    return {"output": pe(x["x"]), "pe": pe.pe.to(F64)}
+
+
+suite.add(Case(
+    "pe/source", 10, pe_source_inputs, pe_source_call, tol=PE_TOL,
+    hint="pe[pos, 2i] = sin(pos / 10000**(2i/d)), pe[pos, 2i+1] = cos(same angle); 2i is the "
+         "even column's index, do not double it"))
+
+PE_SIZES = [(6, 20), (64, 80), (2, 5), (128, 100)]  # (d_model, max_seq_len)
+
+
+def pe_sizes_inputs(g):
+    return {"x": randn(g, 2, 7, 6), "one": randn(g, 1, 20, 6)}
+
+
+def pe_sizes_call(m, x, device):
+    out = {}
+    for d_model, max_len in PE_SIZES:
+        pe = (m.PositionalEncoder(d_model, max_len) if max_len != 80
+              else m.PositionalEncoder(d_model)).to(device)
+        out[f"pe_{d_model}x{max_len}"] = pe.pe.to(F64)
+    small = m.PositionalEncoder(6, 20).to(device)
+    out["forward"], out["forward_batch_of_one"] = small(x["x"]), small(x["one"])
+    return out
+
+
+suite.add(Case(
+    "pe/sizes", 10, pe_sizes_inputs, pe_sizes_call, tol=PE_TOL,
+    hint="pe has shape (1, max_seq_len, d_model); position 0 is the first row (sin 0 = 0, "
+         "cos 0 = 1)"))
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 2. attention(q, k, v)
+# ---------------------------------------------------------------------------------------
+
+def attention_source_inputs(g):
+    gen = torch.Generator().manual_seed(42)  # the source: torch.manual_seed(42), then randn
+    q, k, v = (torch.randn(*s, generator=gen).to(F64) for s in ((2, 5, 512), (2, 5, 512),
+                                                               (2, 5, 256)))
+    return {"q": q, "k": k, "v": v}
+
+
+def attention_source_call(m, x, device):
+    output, weights = m.attention(x["q"], x["k"], x["v"])
+    return {"output": output, "output_weights": weights}
+
+
+suite.add(Case(
+    "attention/source", 15, attention_source_inputs, attention_source_call, tol=TOL,
+    properties=[rows_sum_to_one("output_weights")],
+    hint="softmax(q k^T / sqrt(d_k)) over the last (key) dimension, then times v"))
+
+ATTENTION_SHAPES = {  # name: (N, L_q, L_k, d_k, d_v)
+    "square": (3, 6, 6, 16, 8),
+    "cross": (2, 4, 9, 8, 5),       # more keys than queries, d_v != d_k
+    "batch_of_one": (1, 3, 7, 6, 4),
+    "one_query": (2, 1, 4, 5, 3),
+}
+
+
+def attention_inputs(g):
+    return {name: (randn(g, n, lq, dk), randn(g, n, lk, dk), randn(g, n, lk, dv))
+            for name, (n, lq, lk, dk, dv) in ATTENTION_SHAPES.items()}
+
+
+def attention_call(m, x, device):
+    out = {}
+    for name, (q, k, v) in x.items():
+        out[name], out[weights_of(name)] = m.attention(q, k, v)
+    return out
+
+
+def attention_reference(x):
+    """torch's own attention for the outputs; the weights written out again."""
+    out = {}
+    for name, (q, k, v) in x.items():
+        out[name] = F.scaled_dot_product_attention(q, k, v)
+        out[weights_of(name)] = torch.softmax(q @ k.mT * q.shape[-1] ** -0.5, dim=-1)
+    return out
+
+
+suite.add(Case(
+    "attention/vs_torch", 15, attention_inputs, attention_call, reference=attention_reference,
+    tol=TOL, properties=[rows_sum_to_one(*map(weights_of, ATTENTION_SHAPES))],
+    hint="queries and keys may have different lengths, and d_v may differ from d_k: scale by "
+         "sqrt(d_k), the size of q and k"))
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 3. SelfAttention, CrossAttention, MultiHeadedAttention
+# ---------------------------------------------------------------------------------------
+
+def self_source_inputs(g):
+    (x,) = drawn_after(48, [(512, 64), (512, 64), (512, 512)], (4, 10, 512))
+    return {"x": x, "perm": torch.randperm(10, generator=g)}
+
+
+def permuted(module, x, perm):
+    """module(x with its positions shuffled by perm), shuffled back."""
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(len(perm), device=perm.device)
+    return module(x[:, perm])[:, inverse]
+
+
+def permutation_equivariant(first: str, second: str):
+    return Property(lambda o: torch.allclose(o[first], o[second], rtol=0, atol=1e-9),
+                    "shuffling the positions of x must shuffle the outputs the same way "
+                    "(self-attention has no notion of order)", "permutation equivariant")
+
+
+def self_source_call(m, x, device):
+    sa = built(48, lambda: m.SelfAttention(512, 64, 512), device)
+    with torch.no_grad():
+        return {"output": sa(x["x"]), "permuted": permuted(sa, x["x"], x["perm"])}
+
+
+suite.add(Case(
+    "selfattn/source", 8, self_source_inputs, self_source_call, tol=TOL,
+    properties=[permutation_equivariant("output", "permuted")],
+    hint="create linear_q, linear_k, linear_v in that order (the weights come from the seed)"))
+
+SELF_DIMS = (10, 4, 6)  # input_dim, key_dim, output_dim
+
+
+def self_weights_inputs(g):
+    return {"state": qkv_state(g, 10, 10, 4, 6), "x": randn(g, 3, 7, 10),
+            "one": randn(g, 1, 5, 10), "perm": torch.randperm(7, generator=g)}
+
+
+def self_weights_call(m, x, device):
+    sa = load_state(m.SelfAttention(*SELF_DIMS), x["state"], device, F64)
+    with torch.no_grad():
+        return {"output": sa(x["x"]), "batch_of_one": sa(x["one"]),
+                "permuted": permuted(sa, x["x"], x["perm"])}
+
+
+suite.add(Case(
+    "selfattn/weights", 9, self_weights_inputs, self_weights_call, tol=TOL,
+    properties=[permutation_equivariant("output", "permuted")],
+    hint="q = linear_q(x), k = linear_k(x), v = linear_v(x), then attention(q, k, v)[0]"))
+
+
+def cross_source_inputs(g):
+    x, y = drawn_after(14, [(512, 64), (256, 64), (256, 128)], (3, 10, 512), (3, 10, 256))
+    return {"x": x, "y": y}
+
+
+def cross_source_call(m, x, device):
+    ca = built(14, lambda: m.CrossAttention(512, 256, 64, 128), device)
+    with torch.no_grad():
+        return ca(x["x"], x["y"])
+
+
+suite.add(Case(
+    "cross/source", 8, cross_source_inputs, cross_source_call, tol=TOL,
+    hint="create linear_q (from x), linear_k, linear_v (from y) in that order"))
+
+CROSS_DIMS = (6, 10, 5, 3)  # x_input_dim, y_input_dim, key_dim, output_dim
+
+
+def cross_lengths_inputs(g):
+    return {"state": qkv_state(g, 6, 10, 5, 3), "x": randn(g, 2, 4, 6), "y": randn(g, 2, 9, 10),
+            "x_one": randn(g, 1, 1, 6), "y_one": randn(g, 1, 5, 10)}
+
+
+def cross_lengths_call(m, x, device):
+    ca = load_state(m.CrossAttention(*CROSS_DIMS), x["state"], device, F64)
+    with torch.no_grad():
+        return {"output": ca(x["x"], x["y"]), "batch_of_one": ca(x["x_one"], x["y_one"])}
+
+
+suite.add(Case(
+    "cross/lengths", 8, cross_lengths_inputs, cross_lengths_call, tol=TOL,
+    hint="queries from x, keys and values from y: the output has x's length, not y's"))
+
+
+def mha_source_inputs(g):
+    heads = [(256, 128), (256, 128), (256, 8)] * 8
+    (x,) = drawn_after(10, heads + [(64, 32)], (3, 10, 256))
+    return {"x": x}
+
+
+def mha_source_call(m, x, device):
+    def build():
+        heads = [m.SelfAttention(256, 128, 64 // 8) for _ in range(8)]
+        return m.MultiHeadedAttention(heads, 32)
+    mha = built(10, build, device)
+    with torch.no_grad():
+        return mha(x["x"])
+
+
+suite.add(Case(
+    "mha/source", 8, mha_source_inputs, mha_source_call, tol=TOL,
+    hint="concatenate the head outputs along the last dimension (head 0 first), then "
+         "linear_out"))
+
+HEAD_DIMS = [(12, 5, 3), (12, 4, 6), (12, 6, 2)]  # unequal heads: (input, key, output) dims
+MHA_OUT = 7
+
+
+def mha_heads_inputs(g):
+    state = {}
+    for i, (d_in, d_key, d_out) in enumerate(HEAD_DIMS):
+        state.update(qkv_state(g, d_in, d_in, d_key, d_out, f"attn_modules.{i}."))
+    state.update(linear_state(g, "linear_out.", sum(d[2] for d in HEAD_DIMS), MHA_OUT))
+    return {"state": state, "x": randn(g, 2, 5, 12), "one": randn(g, 1, 3, 12)}
+
+
+def mha_heads_call(m, x, device):
+    mha = m.MultiHeadedAttention([m.SelfAttention(*d) for d in HEAD_DIMS], MHA_OUT)
+    mha = load_state(mha, x["state"], device, F64)
+    with torch.no_grad():
+        return {"output": mha(x["x"]), "batch_of_one": mha(x["one"])}
+
+
+suite.add(Case(
+    "mha/unequal_heads", 9, mha_heads_inputs, mha_heads_call, tol=TOL,
+    hint="heads may differ in size: linear_out takes the sum of every head's output_dim"))
+
+
+# ---------------------------------------------------------------------------------------
+# Exercise 4. Causal attention
+# ---------------------------------------------------------------------------------------
+
+CAUSAL_SHAPES = {  # name: (N, L, d_k, d_v)
+    "batch": (3, 6, 8, 5),
+    "batch_of_one": (1, 4, 3, 3),
+    "one_position": (2, 1, 4, 2),
+}
+
+
+def causal_inputs(g):
+    return {name: (randn(g, n, t, dk), randn(g, n, t, dk), randn(g, n, t, dv))
+            for name, (n, t, dk, dv) in CAUSAL_SHAPES.items()}
+
+
+def causal_call(m, x, device):
+    out = {}
+    for name, (q, k, v) in x.items():
+        out[name], out[weights_of(name)] = m.causal_attention(q, k, v)
+    return out
+
+
+def causal_reference(x):
+    out = {}
+    for name, (q, k, v) in x.items():
+        out[name] = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        L = q.shape[1]
+        scores = (q @ k.mT * q.shape[-1] ** -0.5).masked_fill(
+            torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
+        out[weights_of(name)] = torch.softmax(scores, dim=-1)
+    return out
+
+
+suite.add(Case(
+    "causal/attention", 5, causal_inputs, causal_call, reference=causal_reference, tol=TOL,
+    properties=[no_future_weight(*map(weights_of, CAUSAL_SHAPES)),
+                rows_sum_to_one(*map(weights_of, CAUSAL_SHAPES))],
+    hint="mask the scores with -inf where j > i (strictly above the diagonal), then softmax"))
+
+
+def causal_module_inputs(g):
+    return {"state": qkv_state(g, 10, 10, 4, 6), "x": randn(g, 3, 7, 10),
+            "noise": randn(g, 3, 7, 10, scale=10.0), "cut": torch.randint(1, 6, (), generator=g)}
+
+
+def causal_module_call(m, x, device):
+    csa = load_state(m.CausalSelfAttention(*SELF_DIMS), x["state"], device, F64)
+    cut = int(x["cut"])
+    changed = x["x"].clone()
+    changed[:, cut:] = x["noise"][:, cut:]  # change the future
+    with torch.no_grad():
+        return {"output": csa(x["x"]), "changed": csa(changed), "cut": x["cut"]}
+
+
+def past_unchanged(out):
+    t = int(out["cut"])
+    return torch.allclose(out["output"][:, :t], out["changed"][:, :t], rtol=0, atol=1e-9)
+
+
+suite.add(Case(
+    "causal/module", 5, causal_module_inputs, causal_module_call, tol=TOL,
+    properties=[Property(past_unchanged, "the output at position t changed when only inputs "
+                         "after t changed: the module sees the future", "causal")],
+    hint="the SelfAttention projections, then causal_attention instead of attention"))
