@@ -16,7 +16,12 @@ Conventions used everywhere in this file:
 - `key_padding_mask` / `padding_mask` is 1 (True) at PAD positions, which must be ignored.
   bool, uint8 and int masks are all accepted.
 - `causal=True` means query position i may look at key positions j <= i only.
-- Softmax runs in float32 even when the inputs are float16 or bfloat16.
+- Every batch size works, 1 included: a bare `.squeeze()` drops the batch dimension too.
+- Softmax (and the loss) run in at least float32: float16 and bfloat16 scores are upcast
+  to float32 and the weights cast back to the dtype of `v`; float32 and float64 inputs keep
+  their own precision. The graded cases use float64 inputs and weights (create new tensors
+  with the dtype and device of your inputs), except `sinusoidal_positions` (float32 by
+  contract), one float32 row in `attention/vectorized` and the training case.
 
 Run `make grade` to score this file; `notebooks/transformer.ipynb` walks through it.
 """
@@ -59,7 +64,8 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
                                        value: torch.Tensor) -> torch.Tensor:
     """softmax(Q K^T / sqrt(M)) V for one sequence, with two explicit Python loops.
 
-    query, key, value: (K, M). Returns (K, M).
+    query, key, value: (K, M). Returns (K, M), in the inputs' dtype (build the score matrix
+    with dtype=query.dtype: the graded inputs are float64).
     """
     # TODO: loop over query rows i and key rows j to fill a (K, K) score matrix.
     raise NotImplementedError("scaled_dot_product_two_loop_single: not implemented yet")
@@ -93,9 +99,11 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
             bool, uint8 or int. None means no padding.
         causal: if True, query i attends to keys j <= i only.
     Returns:
-        (n, tgt_len, d_head). Softmax is computed in float32 whatever the input dtype.
+        (n, tgt_len, d_head), in the dtype of `v`. The softmax runs in at least float32:
+        float16/bfloat16 scores are upcast to float32 (and the weights cast back to v's
+        dtype); float32 and float64 scores keep their dtype.
     """
-    # TODO: masked_fill the scores with -inf (mask.bool()!), softmax in float32, then bmm.
+    # TODO: masked_fill the scores with -inf (mask.bool()!), softmax in >= float32, then bmm.
     raise NotImplementedError("scaled_dot_product_attention: not implemented yet")
 
 
@@ -278,7 +286,9 @@ class Transformer(nn.Module):
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_ids (B, S), labels (B, T) -> (logits (B, T, n_words), mean cross-entropy).
 
-        Positions whose label is -100 do not count in the loss.
+        Positions whose label is -100 do not count in the loss (and their logits are not
+        graded). The loss is a scalar computed in at least float32 (float16 logits are
+        upcast first).
         """
         # TODO: encode, decode(shift_right(labels)), F.cross_entropy(..., ignore_index=-100).
         raise NotImplementedError("Transformer.forward: not implemented yet")

@@ -21,8 +21,16 @@
 # **How the checks work.** A cell such as `check(transformer, "attention/")` runs the graded
 # cases whose names start with `attention/` on a public set of inputs and prints one line per
 # case: `PASS`, `FAIL` with a hint, or `TODO` when the function still raises
-# `NotImplementedError`. The autograder uses the same cases on other inputs, plus one training
-# case that retrains your model from scratch.
+# `NotImplementedError`. `make grade` runs the same cases on the same public inputs, plus one
+# training case that retrains your model from scratch; the course's autograder (where you upload
+# your submission) runs the same cases on other inputs, whose expected values only it has.
+#
+# The numeric checks run in **float64** (double precision), so that rounding never decides a
+# verdict: a check compares the *scaled error*, the largest |yours - expected| divided by the
+# largest |expected| of that output. Create new tensors with the dtype and device of your
+# inputs (`torch.zeros_like(x)`, `x.new_zeros(...)`, `dtype=query.dtype`); a tensor made with
+# the default dtype is float32 and will not mix with float64 ones. Batches of one are checked
+# too: avoid a bare `.squeeze()`, which also drops a batch dimension of size 1.
 #
 # `load_assignment` imports a fresh copy of your file every time it runs, so after editing
 # `assignments/transformer.py`, re-run the setup cell below (no kernel restart needed).
@@ -166,8 +174,12 @@ for name in ("scaled_dot_product_two_loop_batch", "scaled_dot_product_no_loop_ba
 #   strict upper triangle of the `(T, S)` score matrix. The decoder needs this: when it learns to
 #   predict token *t*, it must not see tokens *t* and later.
 #
-# Compute the softmax in **float32** and cast the weights back to the dtype of `v`. This
-# costs nothing here and keeps half-precision training stable (see the written questions).
+# Compute the softmax in **at least float32**: upcast float16 or bfloat16 scores to float32,
+# keep float32 and float64 as they are (`torch.promote_types(scores.dtype, torch.float32)`),
+# and cast the weights back to the dtype of `v`. This costs nothing here and keeps
+# half-precision training stable (see the written questions). (Always calling `.float()` is
+# also accepted: on float64 inputs it changes the output by about 1e-7 of its scale, far below
+# the tolerance.)
 #
 # The checks go beyond comparing numbers: one changes the keys and values at padded positions to
 # huge random values, and another changes every key and value *after* some position. A correct
@@ -207,7 +219,9 @@ print(transformer.scaled_dot_product_attention(q, k, identity, key_padding_mask=
 #    `o_proj`.
 #
 # The checks compare you to `torch.nn.MultiheadAttention` with the same weights: self-attention,
-# cross-attention with `T != S`, and padding together with the causal flag.
+# cross-attention with `T != S`, padding together with the causal flag, and other sizes (3 heads
+# of width 8 on a batch of one, 8 heads of width 4): use `self.n_heads` and `self.d_head`,
+# never a number.
 
 # %%
 check(transformer, "mha/");
@@ -218,6 +232,8 @@ check(transformer, "mha/");
 # * `LayerNorm(d_model, eps=1e-5)`: normalize each vector over its **last** dimension with the
 #   mean and the *population* variance (divide by `d_model`, not `d_model - 1`:
 #   `unbiased=False`), then scale by `weight` and shift by `bias`. This matches `nn.LayerNorm`.
+#   `eps` goes inside the square root, $\sqrt{\mathrm{var} + \epsilon}$: the check has rows
+#   whose variance is smaller than `eps`, where that matters.
 # * `FeedForward(d_model, d_ffn)`: `fc2(relu(fc1(x)))`, applied to every position
 #   independently.
 # * `sinusoidal_positions(num_positions, d_model)`: the encoding from *Attention Is All You
@@ -325,8 +341,11 @@ all_passed = check(transformer)
 # We train with `dlkit.train.train_seq2seq` (AdamW, warm-up then cosine decay, gradient
 # clipping) using the same settings as the autograder's training case, `CPU_PROFILE`: a
 # 2-layer model with `d_model = 64`, 1000 steps of 128 problems. That takes one to a few
-# minutes on a laptop CPU. The autograder expects at least `MIN_ACCURACY` exact-match accuracy on held-out
-# problems: all five answer tokens must be right.
+# minutes on a laptop CPU. The graded case trains your `Transformer` with your code for exactly
+# these 1000 steps, on the training problems only; then the course's reference code loads the
+# trained weights (so the parameter names must be the assignment's) and answers held-out
+# problems with its own `greedy_decode`. It expects at least `MIN_ACCURACY` exact-match
+# accuracy: all five answer tokens must be right.
 #
 # Set the environment variable `DLCOURSE_QUICK=1` to run a tiny version instead (a few seconds;
 # the course's own tests use it). Its accuracy is meaningless.
@@ -488,8 +507,9 @@ plt.show()
 # Try a few other examples (change `example`), and compare the heads: some specialise on the
 # operator, some on digits in the same place value, some on the signs.
 #
-# When you are done, run `make grade A=transformer` in a terminal for the full score, including
-# the training case.
+# When you are done, run `make grade A=transformer` in a terminal: it prints the score table on
+# the public inputs, the training case included. Your grade comes from the course's autograder,
+# which runs the same cases on other inputs.
 #
 # ## Part 8. Written questions
 #

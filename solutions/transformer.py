@@ -14,7 +14,12 @@ Conventions used everywhere in this file:
 - `key_padding_mask` / `padding_mask` is 1 (True) at PAD positions, which must be ignored.
   bool, uint8 and int masks are all accepted.
 - `causal=True` means query position i may look at key positions j <= i only.
-- Softmax runs in float32 even when the inputs are float16 or bfloat16.
+- Every batch size works, 1 included: a bare `.squeeze()` drops the batch dimension too.
+- Softmax (and the loss) run in at least float32: float16 and bfloat16 scores are upcast
+  to float32 and the weights cast back to the dtype of `v`; float32 and float64 inputs keep
+  their own precision. The graded cases use float64 inputs and weights (create new tensors
+  with the dtype and device of your inputs), except `sinusoidal_positions` (float32 by
+  contract), one float32 row in `attention/vectorized` and the training case.
 
 Run `make grade` to score this file; `notebooks/transformer.ipynb` walks through it.
 """
@@ -67,7 +72,8 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
                                        value: torch.Tensor) -> torch.Tensor:
     """softmax(Q K^T / sqrt(M)) V for one sequence, with two explicit Python loops.
 
-    query, key, value: (K, M). Returns (K, M).
+    query, key, value: (K, M). Returns (K, M), in the inputs' dtype (build the score matrix
+    with dtype=query.dtype: the graded inputs are float64).
     """
     # BEGIN SOLUTION
     # HINT: loop over query rows i and key rows j to fill a (K, K) score matrix.
@@ -119,12 +125,15 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
             bool, uint8 or int. None means no padding.
         causal: if True, query i attends to keys j <= i only.
     Returns:
-        (n, tgt_len, d_head). Softmax is computed in float32 whatever the input dtype.
+        (n, tgt_len, d_head), in the dtype of `v`. The softmax runs in at least float32:
+        float16/bfloat16 scores are upcast to float32 (and the weights cast back to v's
+        dtype); float32 and float64 scores keep their dtype.
     """
     # BEGIN SOLUTION
-    # HINT: masked_fill the scores with -inf (mask.bool()!), softmax in float32, then bmm.
+    # HINT: masked_fill the scores with -inf (mask.bool()!), softmax in >= float32, then bmm.
     scale = 1.0 / math.sqrt(q.shape[-1])  # on q: T*d multiplications instead of T*S
-    scores = torch.bmm(q * scale, k.transpose(1, 2)).float()  # (n, T, S), float32 softmax
+    scores = torch.bmm(q * scale, k.transpose(1, 2))  # (n, T, S)
+    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # float16 -> float32
     if key_padding_mask is not None:
         scores = scores.masked_fill(key_padding_mask.bool()[:, None, :], float("-inf"))
     if causal:
@@ -368,13 +377,16 @@ class Transformer(nn.Module):
                 labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """input_ids (B, S), labels (B, T) -> (logits (B, T, n_words), mean cross-entropy).
 
-        Positions whose label is -100 do not count in the loss.
+        Positions whose label is -100 do not count in the loss (and their logits are not
+        graded). The loss is a scalar computed in at least float32 (float16 logits are
+        upcast first).
         """
         # BEGIN SOLUTION
         # HINT: encode, decode(shift_right(labels)), F.cross_entropy(..., ignore_index=-100).
         encoder_out, encoder_padding_mask = self.encode(input_ids)
         logits = self.decode(self.shift_right(labels), encoder_out, encoder_padding_mask)
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+        wide = torch.promote_types(logits.dtype, torch.float32)
+        loss = F.cross_entropy(logits.flatten(0, 1).to(wide), labels.flatten(), ignore_index=-100)
         return logits, loss
         # END SOLUTION
 

@@ -48,4 +48,35 @@ MUTANTS = {
         "the decoder input starts with PAD instead of EOS",
         [("shifted = labels.new_full(labels.shape, self.eos_id)",
           "shifted = labels.new_full(labels.shape, self.pad_id)")]),
+    "squeeze_breaks_batch_of_one": (
+        "a bare .squeeze() on the key-padding mask: with a batch of one it also drops the batch "
+        "dimension, and the mask then lands on the queries instead of the keys",
+        [("key_padding_mask.bool()[:, None, :]", "key_padding_mask.bool().squeeze().unsqueeze(1)")]),
+    "scale_by_sequence_length": (
+        "scores were divided by sqrt(sequence length) instead of sqrt(d_head) (q.shape[1] is "
+        "the length, q.shape[-1] the head size)",
+        [("scale = 1.0 / math.sqrt(q.shape[-1])", "scale = 1.0 / math.sqrt(q.shape[1])")]),
+    "mask_repeated_in_head_order": (
+        "the padding mask was repeated per head with .repeat (head-major order) instead of "
+        ".repeat_interleave: rows must follow the (batch, head) order of the split heads",
+        [("key_padding_mask.repeat_interleave(self.n_heads, dim=0)",
+          "key_padding_mask.repeat(self.n_heads, 1)")]),
+    "heads_hardcoded_4": (
+        "the number of heads is hard-coded to 4 where the heads are split: use self.n_heads",
+        [("x.view(B, length, self.n_heads, self.d_head).transpose(1, 2)",
+          "x.view(B, length, 4, -1).transpose(1, 2)")]),
+    "eps_outside_sqrt": (
+        "layer norm added eps after the square root (sqrt(var) + eps) instead of inside it "
+        "(sqrt(var + eps)): rows with a small variance come out wrong",
+        [("torch.sqrt(var + self.eps)", "(torch.sqrt(var) + self.eps)")]),
+    "frequency_per_column": (
+        "every column got its own frequency 1/10000^(j/d_model); each sin/cos pair (2i, 2i+1) "
+        "must share the frequency 1/10000^(2i/d_model)",
+        [("pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])",
+          "pe[:, 1::2] = torch.cos(positions / torch.pow(10000.0, (even[: d_model // 2] + 1) "
+          "/ d_model))")]),
+    "no_pad_after_eos": (
+        "greedy_decode keeps generating after a row produced EOS: later tokens must be PAD",
+        [("next_id = logits[:, -1].argmax(-1).masked_fill(finished, model.pad_id)",
+          "next_id = logits[:, -1].argmax(-1)")]),
 }
