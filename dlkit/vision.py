@@ -354,15 +354,17 @@ def fit(model, batch_loss, images: torch.Tensor, labels: torch.Tensor | None, st
         epochs: float, batch_size: int, lr: float, weight_decay: float = 0.05,
         betas=(0.9, 0.95), warmup_frac: float = 0.05, crop_padding: int = 0,
         flip: bool = False, seed: int = 0, device="cpu", progress: bool = True,
-        desc: str = "training", evaluate=None, eval_every: int | None = None) -> dict:
+        desc: str = "training", evaluate=None, eval_every: int | None = None,
+        on_step=None) -> dict:
     """Train `model` with AdamW, a warm-up then cosine learning rate and augmentation.
 
     batch_loss(model, x) -> loss (labels None) or batch_loss(model, x, y) -> (loss, acc).
     images: uint8 (N, C, H, W), kept on `device`; every step draws a shuffled batch,
     augments it and normalises it with `stats` (an ImageData or (mean, std, scale)).
     evaluate(): called every `eval_every` steps and at the end, returns a number
-    (for example held-out accuracy). Returns the history: per-step "loss" (and "acc"),
-    and "eval" as (step, value) pairs.
+    (for example held-out accuracy). on_step(step, total, loss): called after every
+    optimisation step (the grader reports progress with it). Returns the history:
+    per-step "loss" (and "acc"), and "eval" as (step, value) pairs.
     """
     model.to(device).train()
     images = images.to(device)
@@ -395,6 +397,8 @@ def fit(model, batch_loss, images: torch.Tensor, labels: torch.Tensor | None, st
         optimizer.step()
         schedule.step()
         history["loss"].append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, total, history["loss"][-1])
         if evaluate and eval_every and (step + 1) % eval_every == 0 and step + 1 < total:
             history["eval"].append((step + 1, evaluate()))
             model.train()

@@ -17,8 +17,11 @@
 #    (linear probe) and by fine-tuning all of it.
 #
 # You write code in `assignments/vit.py`; every part has inline checks (`check(...)`) that
-# compare your code with saved reference outputs. `make grade A=vit` gives the full score,
-# including three training checks.
+# compare your code with saved reference outputs (the public set). `make grade A=vit` grades
+# the same public set in the sandbox and adds three training checks: your copy of the course
+# has no expected values for other inputs (those stay with the instructors). The autograder
+# runs the same cases on other inputs, so code that passes only these exact inputs is not
+# enough.
 #
 # **Data.** On a CPU this notebook uses scikit-learn's 8x8 handwritten digits, which ship with
 # the course and train in seconds. With a GPU and CIFAR-10 in `data/` (the python version,
@@ -124,7 +127,7 @@ plt.show()
 #
 # `ClassificationViT` (its `__init__` is given, keep the attribute names) does:
 #
-# 1. `patchify`, then `patch_projection` on every patch: `(B, L, D)`;
+# 1. `patchify(images, self.patch_size)`, then `patch_projection` on every patch: `(B, L, D)`;
 # 2. put the learned `cls_token` in front: `(B, 1 + L, D)`. The CLS token belongs to no
 #    patch; through attention it collects what the classifier needs;
 # 3. add `position_encoding`, one learned vector per position **including the CLS token**
@@ -245,7 +248,9 @@ print("restored    ", back.flatten().tolist(), "(-1 marks a removed token)")
 # `encoder_input_projection`, add `encoder_position_encoding` (patches only: the CLS token has
 # no position here, unlike the ViT above), mask with `random_masking`, put `cls_token` in
 # front and run `encoder`. When `ids_shuffle` is None, draw a random permutation per image on
-# the images' device. The encoder sees only `1 + keep_length` tokens: 17 instead of 65 on
+# the images' device: every image gets its own mask (one permutation shared by the batch is a
+# mistake the grader names). How you draw them is up to you; the grader checks what must hold
+# (keep_length kept per image, different permutations, ids_restore inverts them). The encoder sees only `1 + keep_length` tokens: 17 instead of 65 on
 # CIFAR-10, which is why MAE pretraining is cheap.
 #
 # `forward_decoder(encoder_embeddings, ids_restore)`: project to the decoder's width, split
@@ -348,9 +353,11 @@ for name, value in results.items():
 
 # %% [markdown]
 # The graded training checks (`make grade A=vit`) retrain your models with the settings in
-# `grader/suites/vit.py` and need, on the CPU profile (digits), at least 0.85 for the ViT,
-# 0.50 for the linear probe and 0.85 for fine-tuning; on the GPU profile (CIFAR-10) the
-# original homework's 0.65, 0.30 and 0.70.
+# `grader/suites/vit.py` for a fixed number of epochs and send the trained weights back;
+# the grader loads them into its own reference model (so parameter names matter) and
+# measures the accuracy on held-out images your code never sees. They need, on the CPU
+# profile (digits), at least 0.85 for the ViT, 0.50 for the linear probe and 0.85 for
+# fine-tuning; on the GPU profile (CIFAR-10) the original homework's 0.65, 0.30 and 0.70.
 #
 # ## Questions
 #

@@ -145,8 +145,11 @@ class ClassificationViT(nn.Module):
                  num_patches: int = 8, in_channels: int = 3, n_heads: int = 4,
                  n_layers: int = 4, feedforward_dim: int = 1024):
         super().__init__()
+        self.n_classes = n_classes
+        self.embedding_dim = embedding_dim
         self.patch_size = patch_size
         self.num_patches = num_patches
+        self.in_channels = in_channels
         self.transformer = Transformer(embedding_dim, n_heads, n_layers, feedforward_dim)
         self.cls_token = nn.Parameter(torch.randn(1, 1, embedding_dim) * 0.02)
         # One position per patch plus one for the CLS token (which comes first).
@@ -159,9 +162,10 @@ class ClassificationViT(nn.Module):
     def forward(self, images: torch.Tensor, return_attention: bool = False):
         """images (B, C, H, W) -> logits (B, n_classes).
 
-        1. patchify; 2. project every patch with `patch_projection` and put `cls_token` in
-        front; 3. add `position_encoding` (it covers the CLS token too); 4. run
-        `transformer`; 5. take the output at position 0 (the CLS token); 6. `output_head`.
+        1. patchify with the model's own `patch_size`; 2. project every patch with
+        `patch_projection` and put `cls_token` in front; 3. add `position_encoding` (it
+        covers the CLS token too); 4. run `transformer`; 5. take the output at position 0
+        (the CLS token); 6. `output_head`. A batch of one gives logits (1, n_classes).
         With return_attention=True, return (logits, attention) where attention is the
         Transformer's (B, n_layers, n_heads, 1 + L, 1 + L) weights.
         """
@@ -265,8 +269,12 @@ class MaskedAutoEncoder(nn.Module):
                  patch_size: int = 4, num_patches: int = 8, mask_ratio: float = 0.75,
                  in_channels: int = 3):
         super().__init__()
+        self.encoder_embedding_dim = encoder_embedding_dim
+        self.decoder_embedding_dim = decoder_embedding_dim
         self.patch_size = patch_size
         self.num_patches = num_patches
+        self.mask_ratio = mask_ratio
+        self.in_channels = in_channels
         self.masked_length = int(num_patches * num_patches * mask_ratio)
         self.keep_length = num_patches * num_patches - self.masked_length
         self.encoder = encoder
@@ -286,9 +294,14 @@ class MaskedAutoEncoder(nn.Module):
         """Encode the kept patches.
 
         images: (B, C, H, W). ids_shuffle: (B, L) permutations, or None to draw a fresh
-        random permutation per image (on the images' device).
-        1. patchify; 2. `encoder_input_projection`; 3. add `encoder_position_encoding`;
-        4. `random_masking` with `keep_length`; 5. put `cls_token` in front; 6. `encoder`.
+        random permutation for each image, independently, on the images' device (every
+        image of the batch gets its own mask). How you draw them is up to you: the grader
+        never compares them with a particular random stream; it checks that each image
+        keeps exactly keep_length patches, that the images' permutations differ, that
+        ids_restore inverts the shuffle, and that two calls mask differently.
+        1. patchify (with `self.patch_size`); 2. `encoder_input_projection`; 3. add
+        `encoder_position_encoding`; 4. `random_masking` with `keep_length`; 5. put
+        `cls_token` in front; 6. `encoder`.
         Returns (encoder_output (B, 1 + keep_length, D_enc), mask (B, L), ids_restore (B, L)).
         """
         # BEGIN SOLUTION
@@ -381,6 +394,8 @@ class ClassificationMAE(nn.Module):
     def __init__(self, n_classes: int, mae: MaskedAutoEncoder, embedding_dim: int = 256,
                  detach: bool = False):
         super().__init__()
+        self.n_classes = n_classes
+        self.embedding_dim = embedding_dim
         self.mae = mae
         self.output_head = nn.Sequential(nn.LayerNorm(embedding_dim),
                                          nn.Linear(embedding_dim, n_classes))

@@ -46,4 +46,46 @@ MUTANTS = {
         "ClassificationMAE ignores detach=True, so the linear probe also trains the encoder",
         [("features = features.detach()  # linear probe: no gradient reaches the encoder",
           "features = features  # linear probe: no gradient reaches the encoder")]),
+    "vit_patchify_default_size": (
+        "patchify is called without the model's patch_size, so it cuts the default 4x4 "
+        "patches: use patchify(images, self.patch_size)",
+        [("tokens = self.patch_projection(patchify(images, self.patch_size))",
+          "tokens = self.patch_projection(patchify(images))")]),
+    "mae_patchify_default_size": (
+        "patchify is called without the model's patch_size, so it cuts the default 4x4 "
+        "patches: use patchify(images, self.patch_size)",
+        [("x = self.encoder_input_projection(patchify(images, self.patch_size))   # (B, L, De)\n"
+          "        x = x + self.encoder_position_encoding\n        if ids_shuffle",
+          "x = self.encoder_input_projection(patchify(images))   # (B, L, De)\n"
+          "        x = x + self.encoder_position_encoding\n        if ids_shuffle")]),
+    "vit_squeeze_drops_batch": (
+        "the ViT takes the CLS output with .squeeze(), which also drops the batch dimension "
+        "of a batch of one: index it with x[:, 0] (or squeeze(1))",
+        [("logits = self.output_head(x[:, 0])", "logits = self.output_head(x[:, :1].squeeze())")]),
+    "classifier_squeeze_drops_batch": (
+        "ClassificationMAE takes the CLS feature with .squeeze(), which also drops the batch "
+        "dimension of a batch of one: index it with [:, 0] (or squeeze(1))",
+        [("features = self.mae.forward_encoder_representation(images)[:, 0]",
+          "features = self.mae.forward_encoder_representation(images)[:, :1].squeeze()")]),
+    "mask_shared_permutation": (
+        "with ids_shuffle=None one random permutation is drawn for the whole batch, so every "
+        "image gets the same mask: draw one per image (torch.rand(B, L).argsort(dim=1))",
+        [("ids_shuffle = torch.rand(x.shape[:2], device=x.device).argsort(dim=1)",
+          "ids_shuffle = torch.rand(x.shape[1], device=x.device).argsort().expand("
+          "x.shape[0], -1)")]),
+    "kept_in_sorted_order": (
+        "random_masking returns the kept tokens in their original order (sorted positions), "
+        "not in the order of ids_shuffle[:, :keep_length]",
+        [("kept = index_sequence(x, ids_shuffle[:, :keep_length])",
+          "kept = index_sequence(x, ids_shuffle[:, :keep_length].sort(dim=1).values)")]),
+    "loss_summed_over_patch": (
+        "the MAE loss sums each patch's squared errors instead of averaging them over the "
+        "patch's C * p * p values",
+        [("per_patch = (predicted_patches - target_patches).pow(2).mean(dim=-1)",
+          "per_patch = (predicted_patches - target_patches).pow(2).sum(dim=-1)")]),
+    "representation_no_position_encoding": (
+        "forward_encoder_representation does not add encoder_position_encoding",
+        [("x = x + self.encoder_position_encoding\n"
+          "        cls = self.cls_token.expand(x.shape[0], -1, -1)\n        return",
+          "cls = self.cls_token.expand(x.shape[0], -1, -1)\n        return")]),
 }

@@ -57,6 +57,12 @@ class Clock:
         return next((t for t, acc in self.points if acc >= threshold), None)
 
 
+def held_out(inputs):
+    """The held-out images and labels the grader's reference evaluates on."""
+    reference = suite.digits_held_out(inputs)
+    return reference["data"]["images"], reference["labels"]
+
+
 def report(name, clock, threshold):
     reached = clock.time_to(threshold)
     final_t, final_acc = clock.points[-1]
@@ -70,9 +76,9 @@ def bench_set(which: str):
     kind = "public" if which == "public" else "autograder_inputs"
     cases = torch.load(paths.fixture_file("vit", kind), weights_only=True)["cases"]
     x = cases["train/vit"]["inputs"]
-    labels = suite.digits_labels(x)
+    test_x, labels = held_out(x)
     p = suite.PROFILES["cpu"]
-    stats, train_x, train_y, test_x = suite.training_data(x, "cpu")
+    stats, train_x, train_y = suite.training_data(x, "cpu")
     print(f"-- {which} set: {len(train_x)} training and {len(test_x)} held-out digits, "
           f"{p['threads']} thread(s)", flush=True)
     with suite.torch_threads(p["threads"]):
@@ -88,8 +94,8 @@ def bench_set(which: str):
         for case, stage in (("train/mae_linear_probe", "probe"), ("train/mae_finetune",
                                                                    "finetune")):
             xs = cases[case]["inputs"]
-            labels = suite.digits_labels(xs)
-            stats, train_x, train_y, test_x = suite.training_data(xs, "cpu")
+            test_x, labels = held_out(xs)
+            stats, train_x, train_y = suite.training_data(xs, "cpu")
             suite._pretrained.clear()
             started = time.monotonic()
             mae = suite.pretrained_mae(ref, xs, torch.device("cpu"), "cpu")
@@ -111,8 +117,9 @@ def bench_set(which: str):
         torch.manual_seed(2)
         model = ref.ClassificationMAE(10, mae, cfg["encoder"]["embedding_dim"], detach=True)
         xs = cases["train/mae_linear_probe"]["inputs"]
-        stats, train_x, train_y, test_x = suite.training_data(xs, "cpu")
-        clock = Clock(model, test_x, suite.digits_labels(xs), stats)
+        stats, train_x, train_y = suite.training_data(xs, "cpu")
+        test_x, labels = held_out(xs)
+        clock = Clock(model, test_x, labels, stats)
         vision.fit(model, vision.classification_loss, train_x, train_y, stats,
                    epochs=p["probe"]["epochs"], batch_size=p["batch_size"], lr=p["probe"]["lr"],
                    seed=2, progress=False, evaluate=clock, eval_every=EVAL_EVERY)

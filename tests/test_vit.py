@@ -316,14 +316,33 @@ def test_fit_learns_a_small_problem():
 # The suite
 # ---------------------------------------------------------------------------------------
 
-def test_training_inputs_hold_no_held_out_labels():
-    cases = torch.load(paths.fixture_file("vit", "public"), weights_only=True)["cases"]
-    for name in ("train/vit", "train/mae_linear_probe", "train/mae_finetune"):
-        inputs = cases[name]["inputs"]
-        assert set(inputs) == {"train_images", "train_labels", "test_images"}
-        labels = suite.digits_labels(inputs)
-        assert torch.equal(labels, cases[name]["expected"])
-        assert len(inputs["test_images"]) == suite.DIGITS_HELD_OUT
+TRAINING = ("train/vit", "train/mae_linear_probe", "train/mae_finetune")
+
+
+def test_training_inputs_hold_no_held_out_images():
+    """The child gets the training split only; the held-out images and labels live in the
+    expected values, which the evaluating sandbox (reference code) receives."""
+    all_images, all_labels = vision.digits_arrays()
+    for kind in ("public", "autograder_inputs"):
+        cases = torch.load(paths.fixture_file("vit", kind), weights_only=True)["cases"]
+        for name in TRAINING:
+            inputs = cases[name]["inputs"]
+            assert set(inputs) == {"train_images", "train_labels"}
+            assert len(inputs["train_images"]) == 1797 - suite.DIGITS_HELD_OUT
+            held = suite.digits_held_out(inputs)
+            assert set(held) == {"data", "labels"} and set(held["data"]) == {"images"}
+            assert len(held["labels"]) == suite.DIGITS_HELD_OUT
+            train = {img.numpy().tobytes() for img in inputs["train_images"]}
+            assert not any(img.numpy().tobytes() in train for img in held["data"]["images"])
+            everything = torch.cat([inputs["train_images"], held["data"]["images"]]).flatten(1)
+            assert len(torch.unique(everything, dim=0)) == 1797
+            label_of = {img.numpy().tobytes(): int(y) for img, y in zip(all_images, all_labels)}
+            assert [label_of[img.numpy().tobytes()] for img in held["data"]["images"]] == \
+                held["labels"].tolist()
+            if kind == "public":
+                expected = cases[name]["expected"]
+                assert torch.equal(expected["labels"], held["labels"])
+                assert torch.equal(expected["data"]["images"], held["data"]["images"])
 
 
 def test_profile_on_cpu_and_fixture_size():
@@ -333,6 +352,76 @@ def test_profile_on_cpu_and_fixture_size():
     for case in suite.suite:
         if case.is_training:
             assert case.gpu_min_accuracy in (0.65, 0.30, 0.70)
+            assert case.evaluate is not None
+
+
+def tiny_profile(monkeypatch, name="cpu", batch_size=None):
+    """The profile `name` with one epoch per stage, for the plumbing tests."""
+    profile = {**suite.PROFILES[name]}
+    if batch_size:
+        profile["batch_size"] = batch_size
+    for stage in ("vit", "mae", "probe", "finetune"):
+        profile[stage] = {**profile[stage], "epochs": 1}
+    monkeypatch.setitem(suite.PROFILES, name, profile)
+    suite._pretrained.clear()
+
+
+def test_training_cases_return_weights_that_the_reference_evaluates(monkeypatch):
+    """call (in the child) returns a state_dict; evaluate (reference code) loads it
+    strictly and predicts the held-out images; judge scores the predictions."""
+    from grader.authoring import case_inputs
+    from grader.cases import judge
+    tiny_profile(monkeypatch)
+    cpu = torch.device("cpu")
+    for name in TRAINING:
+        case = suite.suite[name]
+        inputs = case_inputs(case, case.seed(0))
+        reference = case.reference(inputs)
+        weights = case.call(ref, inputs, cpu)
+        assert all(type(v) is torch.Tensor and v.device.type == "cpu" for v in weights.values())
+        if name == "train/vit":
+            assert set(weights) == set(ref.ClassificationViT(
+                **suite.PROFILES["cpu"]["vit"]["model"]).state_dict())
+        else:  # the classifier's weights, the pretrained MAE's included
+            assert any(k.startswith("mae.encoder.") for k in weights)
+            assert any(k.startswith("output_head.") for k in weights)
+        predictions = case.evaluate(ref, weights, reference["data"], cpu)
+        assert predictions.dtype == torch.int64
+        assert predictions.shape == (suite.DIGITS_HELD_OUT,)
+        verdict = judge(case, predictions, reference["labels"])
+        assert verdict.measure == "accuracy" and 0 <= verdict.error <= 1
+
+
+def test_evaluate_names_weights_that_do_not_fit():
+    case = suite.suite["train/vit"]
+    model = ref.ClassificationViT(**suite.PROFILES["cpu"]["vit"]["model"])
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    data = {"images": torch.zeros(2, 1, 8, 8, dtype=torch.uint8)}
+    cpu = torch.device("cpu")
+    assert case.evaluate(ref, weights, data, cpu).shape == (2,)
+    renamed = dict(weights)
+    renamed["head.weight"] = renamed.pop("output_head.1.weight")
+    with pytest.raises(ValueError) as info:
+        case.evaluate(ref, renamed, data, cpu)
+    message = str(info.value)
+    assert "\n" not in message and "output_head.1.weight" in message and "head.weight" in message
+    reshaped = {**weights, "cls_token": torch.zeros(1, 1, 3)}
+    with pytest.raises(ValueError, match="cls_token has shape"):
+        case.evaluate(ref, reshaped, data, cpu)
+
+
+def test_training_reports_progress(monkeypatch):
+    """vision.fit calls on_step after every step; the cases pass the sandbox's reporter."""
+    from grader import sandbox
+    seen = []
+    monkeypatch.setattr(sandbox, "report_progress", lambda *a: seen.append(a), raising=False)
+    tiny_profile(monkeypatch)
+    case = suite.suite["train/vit"]
+    from grader.authoring import case_inputs
+    case.call(ref, case_inputs(case, 0), torch.device("cpu"))
+    steps = (1797 - suite.DIGITS_HELD_OUT) // suite.PROFILES["cpu"]["batch_size"]
+    assert [s for s, _, _ in seen] == list(range(1, steps + 1))
+    assert all(total == steps for _, total, _ in seen)
 
 
 def test_gpu_profile_code_path_on_a_fake_cifar10(tmp_path, monkeypatch):
@@ -340,14 +429,105 @@ def test_gpu_profile_code_path_on_a_fake_cifar10(tmp_path, monkeypatch):
     write_cifar(tmp_path / "cifar-10-batches-py")
     monkeypatch.setattr(vision, "DATA_ROOT", tmp_path)
     monkeypatch.setattr(suite, "profile_name", lambda device: "gpu")
-    gpu = {**suite.PROFILES["gpu"], "batch_size": 4}
-    for stage in ("vit", "mae", "probe", "finetune"):
-        gpu[stage] = {**gpu[stage], "epochs": 1}
-    monkeypatch.setitem(suite.PROFILES, "gpu", gpu)
-    suite._pretrained.clear()
+    tiny_profile(monkeypatch, "gpu", batch_size=4)
     cpu = torch.device("cpu")
-    assert suite.train_vit_call(ref, {}, cpu).shape == (3,)
-    for stage in ("probe", "finetune"):
-        predictions = suite.train_mae_classifier(ref, {}, cpu, stage)
+    held = suite.cifar10_held_out()
+    assert torch.equal(held["labels"], vision.load_cifar10().test_labels)
+    assert suite.profile_of(held["data"]) == "gpu"
+    for name in TRAINING:
+        case = suite.suite[name]
+        weights = case.call(ref, {}, cpu)
+        predictions = case.evaluate(ref, weights, held["data"], cpu)
         assert predictions.dtype == torch.int64 and predictions.shape == (3,)
-    assert torch.equal(suite.cifar10_test_labels(), vision.load_cifar10().test_labels)
+
+
+# ---------------------------------------------------------------------------------------
+# What the exact cases must catch (issue 8)
+# ---------------------------------------------------------------------------------------
+
+def test_constructors_keep_the_source_attributes():
+    mae = ref.MaskedAutoEncoder(ref.Transformer(16, 2, 1, 32), ref.Transformer(8, 2, 1, 16),
+                                encoder_embedding_dim=16, decoder_embedding_dim=8,
+                                patch_size=2, num_patches=4, mask_ratio=0.5, in_channels=1)
+    assert (mae.mask_ratio, mae.encoder_embedding_dim, mae.decoder_embedding_dim) == (0.5, 16, 8)
+    assert (mae.patch_size, mae.num_patches, mae.masked_length, mae.keep_length) == (2, 4, 8, 8)
+    vit = ref.ClassificationViT(7, 24, 3, 4, in_channels=2, n_heads=3)
+    assert (vit.embedding_dim, vit.patch_size, vit.num_patches, vit.n_classes) == (24, 3, 4, 7)
+    classifier = ref.ClassificationMAE(10, mae, 16, detach=True)
+    assert (classifier.embedding_dim, classifier.detach, classifier.n_classes) == (16, True, 10)
+    skeleton = (paths.ASSIGNMENTS / "vit.py").read_text()  # given code: students get them too
+    for attribute in ("self.mask_ratio =", "self.encoder_embedding_dim =",
+                      "self.decoder_embedding_dim =", "self.embedding_dim ="):
+        assert attribute in skeleton
+
+
+def test_exact_cases_use_float64_and_non_default_sizes():
+    from grader.authoring import case_inputs
+    from grader.cases import leaves
+    assert suite.VIT_PATCH != 4 and suite.PATCH != 4 and suite.MASK_RATIO != 0.75
+    assert suite.VIT["embedding_dim"] != 256 and suite.VIT["n_heads"] != 4
+    for case in suite.suite:
+        if case.is_training:
+            continue
+        inputs = case_inputs(case, case.seed(0))
+        floats = [t for _, t in leaves(inputs) if t.is_floating_point()]
+        assert floats and all(t.dtype == torch.float64 for t in floats), case.name
+        assert case.tol <= 1e-8, case.name
+
+
+def mutant_module(name, tmp_path):
+    from grader.authoring import write_mutant
+    write_mutant("vit", name, tmp_path / name)
+    module = load_assignment("vit", tmp_path / name)
+    import sys
+    sys.modules.pop("vit", None)
+    return module
+
+
+def test_masking_draws_one_permutation_per_image(tmp_path):
+    from grader.authoring import case_inputs, run_case
+    case = suite.suite["mae/forward_encoder_random"]
+    inputs = case_inputs(case, case.seed(0))
+    assert bool(run_case(case, ref, inputs)["distinct_permutations"])
+    shared = mutant_module("mask_shared_permutation", tmp_path)
+    out = run_case(case, shared, inputs)
+    assert not bool(out["distinct_permutations"])
+    assert bool(out["ids_restore_is_permutation"]) and bool(out["two_calls_differ"])
+
+
+def test_default_patch_size_is_named_not_a_shape_error(tmp_path):
+    from grader.authoring import case_inputs, run_case
+    for mutant, case_name in (("vit_patchify_default_size", "vit/forward"),
+                              ("mae_patchify_default_size", "mae/forward_encoder")):
+        case = suite.suite[case_name]
+        with pytest.raises(ValueError, match="without the model's patch_size"):
+            run_case(case, mutant_module(mutant, tmp_path), case_inputs(case, case.seed(0)))
+
+
+def test_batch_of_one_keeps_its_batch_dimension(tmp_path):
+    from grader.authoring import case_inputs, run_case
+    case = suite.suite["vit/forward"]
+    inputs = case_inputs(case, case.seed(0))
+    good = run_case(case, ref, inputs)["batch_of_one"]
+    squeezed = run_case(case, mutant_module("vit_squeeze_drops_batch", tmp_path),
+                        inputs)["batch_of_one"]
+    assert bool(good["keeps_batch_dim"]) and not bool(squeezed["keeps_batch_dim"])
+    assert torch.equal(good["values"], squeezed["values"])  # only the shape is wrong
+
+
+def test_mae_loss_case_separates_kept_and_removed_patches():
+    """The loss case's inputs make a loss over all patches differ a lot from the right one."""
+    from grader.authoring import case_inputs
+    x = case_inputs(suite.suite["mae/loss"], 0)
+    right = ref.mae_loss(x["predicted"], x["target"], x["mask"])
+    everywhere = ((x["predicted"] - x["target"]) ** 2).mean()
+    assert everywhere > 3 * right
+
+
+def test_named_patch_size_message_is_the_mutants_description():
+    """The suite names the default-patch-size mistake itself (the student's code would
+    only show a matrix-shape error); its text must stay that of the known mistakes."""
+    from grader.authoring import mutants
+    known = mutants("vit")
+    for name in ("vit_patchify_default_size", "mae_patchify_default_size"):
+        assert known[name][0] == suite.PATCHIFY_DEFAULT
