@@ -173,6 +173,9 @@ def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor,
         x: (N, T, V) scores (logits) for every vocabulary word at every step.
         y: (N, T) integer ids of the right words.
         ignore_index: positions where y equals it (the <NULL> padding) add nothing.
+            None means that nothing is ignored: every position counts (note that
+            F.cross_entropy itself does not accept None; its "ignore nothing" value is its
+            default, -100, which no real token id equals).
     Returns:
         A scalar: the loss summed over time steps and averaged over the N captions
         (not over the tokens).
@@ -203,7 +206,9 @@ class CaptioningRNN(nn.Module):
         output: nn.Linear(hidden_dim, V), hidden states -> word scores.
 
     word_to_idx maps each of the V tokens to an index in 0..V-1; it must contain <NULL>,
-    <START> and <END>. ignore_index (usually the <NULL> index) is passed to the loss.
+    <START> and <END>. ignore_index is passed to the loss as it is: usually the <NULL>
+    index, but any index may be given (the grader also uses others), and None means that
+    every position of the caption counts.
     """
 
     def __init__(self, word_to_idx: dict, input_dim: int = 64, wordvec_dim: int = 128,
@@ -263,7 +268,11 @@ class CaptioningRNN(nn.Module):
         Returns:
             captions: (N, max_length) int64 ids, on the device of `images`.
             attn only: also attn_weights (N, max_length, 4, 4), the attention weights used at
-            each step, so `captions, attn_weights = model.sample(images)`.
+            each step, so `captions, attn_weights = model.sample(images)`. They have the
+            dtype of the model's parameters (float64 after `model.double()`, as in the
+            graded cases), not always float32: make the buffer with `A.new_zeros(...)` or
+            `dtype=A.dtype`. Keep feeding back the chosen word after a caption's <END>: the
+            weights of every step are graded, those after <END> too.
         """
         # BEGIN SOLUTION
         # HINT: loop max_length times: embed the last word, one step of self.rnn, argmax.

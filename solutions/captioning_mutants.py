@@ -42,4 +42,30 @@ MUTANTS = {
         "sample kept writing words after <END>; every position after a caption's first <END> "
         "must be <NULL>",
         [("captions = captions.masked_fill(after_end, self._null)", "pass")]),
+    "sample_lstm_resets_cell": (
+        "LSTM sample restarted the cell state at every step; c must carry over from one "
+        "step to the next (it starts at zero once, before the first word)",
+        [("                h, c = self.rnn.step_forward(x, h, c)\n",
+          "                h, c = self.rnn.step_forward(x, h, torch.zeros_like(h))\n")]),
+    "sample_attn_resets_cell": (
+        "attention LSTM sample restarted the cell state at every step; c must carry over "
+        "from one step to the next (it starts at the mean of A once)",
+        [("h, c = self.rnn.step_forward(x, h, c, attn)",
+          "h, c = self.rnn.step_forward(x, h, A.mean(dim=(2, 3)), attn)")]),
+    "forward_ignores_null_not_ignore_index": (
+        "CaptioningRNN.forward ignored the <NULL> positions instead of passing "
+        "self.ignore_index to the loss (which may be another index, or None: nothing ignored)",
+        [("temporal_softmax_loss(scores, captions_out, self.ignore_index)",
+          "temporal_softmax_loss(scores, captions_out, self._null)")]),
+    "loss_none_ignores_null": (
+        "temporal_softmax_loss with ignore_index=None ignored index 0; None means that "
+        "every position counts",
+        [("ignore_index=-100 if ignore_index is None else ignore_index",
+          "ignore_index=0 if ignore_index is None else ignore_index")]),
+    "forward_squeeze_drops_batch_of_one": (
+        ".squeeze() on the scores dropped the batch dimension of a batch of one, so the loss "
+        "was divided by T instead of N; squeeze only the dimension you mean "
+        "(.squeeze(1)) or index it",
+        [("scores = self.output(hidden)                                     # (N, T, V)",
+          "scores = self.output(hidden).squeeze()                           # (N, T, V)")]),
 }

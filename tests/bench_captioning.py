@@ -10,8 +10,9 @@ met), its threshold and its wall time. A training case's `time_limit` should sta
 times above what is printed here.
 
 --calibrate runs the training cases in this process (no sandbox) on the inputs of the given
-fixture-set bases (0 = public, 1000000 = autograder, anything else = extra seeds) and prints
-the raw figures behind the thresholds: each overfit case's final loss, the held-out accuracy.
+fixture-set bases (0 = public, 1000000 = autograder, anything else = extra seeds), through
+the same call -> weights -> evaluate -> judge path as the grader, and prints the raw figures
+behind the thresholds: each overfit case's final loss, the held-out accuracy, the times.
 """
 import argparse
 import sys
@@ -60,30 +61,32 @@ def main() -> int:
 
 
 def calibrate(suite, bases) -> int:
+    """Each training case in this process, as the sandboxed grader runs it: `call` trains and
+    returns the weights, `evaluate` (the reference) measures them, `judge` decides."""
     import torch
 
-    import grader.suites.captioning as S
     from dlkit.utils import load_assignment, seed_everything
     from grader import paths
+    from grader.cases import judge
     reference = load_assignment("captioning", paths.SOLUTIONS)
+    cpu = torch.device("cpu")
     for case in suite:
         if not case.is_training:
             continue
         for base in bases:
             inputs = case.inputs(torch.Generator().manual_seed(case.seed(base)))
+            held_out = case.reference(inputs)
             seed_everything(case.seed(0))  # as the sandbox seeds it
             started = time.monotonic()
-            if case.name == "train/heldout_attn":
-                predictions = S.held_out_call(reference, inputs, torch.device("cpu"))
-                answers = S.held_out_reference(inputs)
-                value = predictions.eq(answers).all(dim=1).float().mean().item()
-                figure = f"exact-caption accuracy {value:.3f} (needs >= {case.min_accuracy})"
-            else:
-                cell = case.name.rsplit("_", 1)[1]
-                value = S.overfit_loss(reference, inputs, torch.device("cpu"), cell)
-                figure = f"final loss {value:.4f} (needs < {S.OVERFIT[cell]['target']})"
-            print(f"{case.name:<22} base {base:<8} {figure}  "
-                  f"{time.monotonic() - started:.1f} s", flush=True)
+            weights = case.call(reference, inputs, cpu)
+            trained = time.monotonic() - started
+            seed_everything(case.seed(0))
+            outputs = case.evaluate(reference, weights, held_out["data"], cpu)
+            expected = held_out.get("labels", torch.zeros((), dtype=torch.float64))
+            verdict = judge(case, outputs, expected)
+            print(f"{case.name:<22} base {base:<8} {'pass' if verdict.passed else 'FAIL'}  "
+                  f"{verdict.message}  training {trained:.1f} s, evaluation "
+                  f"{time.monotonic() - started - trained:.1f} s", flush=True)
     return 0
 
 

@@ -303,10 +303,117 @@ def test_sampling_reference_agrees_with_the_solution(ref):
             assert rel_error(got["attn_weights"], expected["attn_weights"]) < 1e-10
 
 
-def test_held_out_answers_never_reach_the_student():
+def test_held_out_scenes_never_reach_the_student():
+    """The child gets the training seed only; the held-out scenes and their captions stay
+    in the expected values (the reference evaluates the returned weights on them)."""
     for name, cases in fixture_sets().items():
         case = cases["train/heldout_attn"]
-        assert set(case["inputs"]) == {"train_seed", "test_images"}
-        answers = case["expected"]
+        assert set(case["inputs"]) == {"train_seed"}, name
+        held_out = case["expected"]
+        images, answers = held_out["data"]["images"], held_out["labels"]
         assert answers.shape == (S.HELD_OUT["test_scenes"], cap.CAPTION_LENGTH - 1)
         assert answers[:, 0].eq(cap.SCENE_VOCAB["token_to_idx"]["a"]).all()
+        train_images, _ = cap.make_scenes(50, int(case["inputs"]["train_seed"]))
+        assert not (images[:, None] == train_images[None]).flatten(2).all(2).any(), \
+            "no held-out scene is a training scene"
+        texts = cap.decode_captions(answers, cap.SCENE_VOCAB["idx_to_token"], skip_special=True)
+        assert [cap.read_scene(image) for image in images[:40]] == texts[:40]
+
+
+def test_overfit_cases_send_only_a_seed():
+    for name, cases in fixture_sets().items():
+        for cell in ("rnn", "lstm", "attn"):
+            case = cases[f"train/overfit_{cell}"]
+            assert set(case["inputs"]) == {"seed"}
+            assert torch.equal(case["expected"]["data"]["seed"], case["inputs"]["seed"])
+
+
+# ---------------------------------------------------------------------------------------
+# Contracts made explicit (issue 8): ignore_index, dtypes, batches of one, long samples
+# ---------------------------------------------------------------------------------------
+
+def test_loss_ignore_index_none_counts_every_position(ref):
+    g = torch.Generator().manual_seed(3)
+    x, y = torch.randn(4, 5, 6, generator=g, **F64), torch.randint(0, 6, (4, 5), generator=g)
+    y[0, :2] = 0
+    every = torch.nn.functional.cross_entropy(x.reshape(-1, 6), y.reshape(-1),
+                                              reduction="sum") / 4
+    assert torch.allclose(ref.temporal_softmax_loss(x, y), every)
+    assert torch.allclose(ref.temporal_softmax_loss(x, y, None), every)
+    assert ref.temporal_softmax_loss(x, y, 0) < every  # ignoring <NULL> drops two terms
+    assert "None means that nothing is ignored" in ref.temporal_softmax_loss.__doc__
+
+
+def test_model_forward_cases_use_other_ignore_indices_and_a_batch_of_one(ref):
+    case = S.suite["model/forward_rnn"]
+    inputs = case.inputs(torch.Generator().manual_seed(4))
+    out = case.call(ref, inputs, torch.device("cpu"))
+    assert set(out) == {"linspace", "random", "single", "ignore_word", "ignore_none"}
+    assert inputs["captions"].eq(S.OTHER_IGNORE).any() and inputs["captions"].eq(S.NULL).any()
+    assert len({round(out[k].item(), 9) for k in ("random", "ignore_word", "ignore_none")}) == 3
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "attn"])
+def test_sampled_captions_run_long_enough_for_the_cell_state_to_matter(cell):
+    for name, cases in fixture_sets().items():
+        case = cases[f"model/sample_{cell}"]
+        captions = case["expected"]["captions"]
+        assert (S.caption_lengths(captions) >= S.SAMPLE_LONG).sum() >= 3, name
+        assert torch.equal(case["expected"]["single_captions"], captions[:1]), name
+        if cell != "rnn":
+            inputs = case["inputs"]
+            restarted = S.reference_sample(cell, S.sample_state(cell, int(inputs["seed"])),
+                                           inputs["images"], S.SAMPLE_LENGTH, carry_cell=False)
+            assert not torch.equal(restarted["captions"], captions), name
+
+
+def test_sample_attn_weights_in_another_dtype_get_a_clear_message(tmp_path):
+    source = (paths.SOLUTIONS / "captioning.py").read_text()
+    old = "A.new_zeros(N, max_length, *A.shape[2:])"
+    assert source.count(old) == 1
+    (tmp_path / "captioning.py").write_text(
+        source.replace(old, "torch.zeros(N, max_length, *A.shape[2:])"))
+    float32_weights = load_assignment("captioning", tmp_path)
+    case = S.suite["model/sample_attn"]
+    inputs = case.inputs(torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=r"attn_weights are torch.float32; they must have the "
+                                        r"model's dtype \(torch.float64 here\)"):
+        case.call(float32_weights, inputs, torch.device("cpu"))
+    assert "dtype of the model's parameters" in load_assignment(
+        "captioning", paths.SOLUTIONS).CaptioningRNN.sample.__doc__
+
+
+# ---------------------------------------------------------------------------------------
+# Training cases: weights come back, the reference evaluates them
+# ---------------------------------------------------------------------------------------
+
+def test_training_weights_that_do_not_fit_get_one_line(ref):
+    model = S.new_captioner(ref, "lstm")
+    weights = S.trained_weights(model)
+    weights["rnn.W_x"] = weights.pop("rnn.Wx")
+    with pytest.raises(ValueError, match=r"missing \['rnn.Wx'\], unexpected \['rnn.W_x'\]"):
+        S.load_trained(ref, "lstm", weights, torch.device("cpu"))
+    weights = S.trained_weights(S.new_captioner(ref, "rnn"))  # an RNN's weights, 1H not 4H
+    with pytest.raises(ValueError, match="rnn.Wx has shape"):
+        S.load_trained(ref, "lstm", weights, torch.device("cpu"))
+    loaded = S.load_trained(ref, "lstm", S.trained_weights(model), torch.device("cpu"))
+    assert not loaded.training
+
+
+def test_overfit_rnn_in_process_weights_then_reference_evaluation(ref):
+    """call (student side) -> state_dict -> evaluate (reference) -> judge, as the sandboxed
+    grader does it; an untrained model's weights fail the same judge."""
+    from grader.cases import judge
+    case = S.suite["train/overfit_rnn"]
+    inputs = case.inputs(torch.Generator().manual_seed(case.seed(0)))
+    data = case.reference(inputs)["data"]
+    seed_everything(case.seed(0))
+    weights = case.call(ref, inputs, torch.device("cpu"))
+    assert all(type(v) is torch.Tensor and v.device.type == "cpu" for v in weights.values())
+    loss = case.evaluate(ref, weights, data, torch.device("cpu"))
+    assert loss.dtype == torch.float64 and loss.dim() == 0
+    expected = torch.zeros((), dtype=torch.float64)
+    assert judge(case, loss, expected).passed and loss < case.max_loss / 5
+    untrained = case.evaluate(ref, S.trained_weights(S.new_captioner(ref, "rnn")), data,
+                              torch.device("cpu"))
+    assert not judge(case, untrained, expected).passed
