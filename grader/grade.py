@@ -1,5 +1,4 @@
 """The grading pipeline: fixture inputs -> sandboxed student code -> judged in the parent."""
-import io
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -8,8 +7,9 @@ from pathlib import Path
 import torch
 
 from grader import intake, paths
-from grader.cases import Verdict, judge
-from grader.sandbox import Limits, run_cases
+from grader.cases import Verdict, describe, judge
+from grader.sandbox import (Limits, clean_message, decode_outputs_file, run_cases,
+                            sandbox_mode)
 from grader.suites import load_suite
 
 
@@ -58,9 +58,11 @@ def inputs_and_expected(assignment: str, which: str) -> tuple[dict, dict]:
             load_fixture(paths.fixture_file(assignment, "autograder_expected")))
 
 
-def resolve_impl(impl: str) -> Path:
-    """`assignments`, `solutions`, or a folder, .zip or .py path (which must exist)."""
-    path = {"assignments": paths.ASSIGNMENTS, "solutions": paths.SOLUTIONS}.get(impl, Path(impl))
+def resolve_impl(impl) -> Path:
+    """The bare words `assignments` and `solutions` mean those folders; anything else is a
+    folder, .zip or .py path (which must exist): `./solutions` or `/x/solutions` is a folder."""
+    keywords = {"assignments": paths.ASSIGNMENTS, "solutions": paths.SOLUTIONS}
+    path = keywords[impl] if isinstance(impl, str) and impl in keywords else Path(impl)
     if not path.exists():
         raise GradingError(f"--impl {impl}: no such file or folder")
     return path.resolve()
@@ -70,29 +72,102 @@ def select(assignment, cases, training):
     return load_suite(assignment).select(cases, training)
 
 
-def grade(assignment: str, impl: str = "assignments", *, device: str = "cpu",
+def grade(assignment: str, impl="assignments", *, device: str = "cpu",
           which: str = "auto", cases=None, training: bool = True,
           limits: Limits | None = None, slot: int = 0, progress=None) -> Graded:
-    """Execute mode: run the student's module on fixture inputs in the sandbox, then judge."""
+    """Execute mode: run the student's module on fixture inputs in the sandbox, then judge
+    each case as its reply arrives (its outputs are dropped once judged)."""
     started = time.monotonic()
     chosen = select(assignment, cases, training)
     submission = resolve_impl(impl)
     which = fixture_set(assignment, which)
-    # The sandbox's forkserver is a fresh interpreter: loading fixtures here leaks nothing.
+    limits = limits or Limits()
+    # Workers are fresh interpreters in their own sandbox: loading fixtures here leaks nothing.
     inputs, expected = inputs_and_expected(assignment, which)
+    notes = [note for note in [sandbox_mode(limits)[2]] if note]
     with intake.workspace() as tmp:
         try:
             folder, refused = intake.locate(submission, assignment, Path(tmp))
         except intake.SubmissionError as exc:
             verdicts = [Verdict(c.name, 0.0, c.points, False, str(exc)) for c in chosen]
             return Graded(assignment, verdicts, time.monotonic() - started, which, [str(exc)])
-        jobs = [(case, inputs[case.name]) for case in chosen]
-        ran = run_cases(assignment, folder / f"{assignment}.py", jobs, device=device,
-                        limits=limits, slot=slot, progress=progress)
-    verdicts = [verdict(case, ran[case.name].outputs, ran[case.name].error,
-                        expected[case.name], device) for case in chosen]
-    notes = [f"refused unsafe zip entries: {', '.join(refused)}"] if refused else []
+        module = folder / f"{assignment}.py"
+
+        def judged(case, result):
+            try:
+                return judge_result(assignment, case, result, expected[case.name], device,
+                                    limits, module)
+            except Exception as exc:  # noqa: BLE001 - judging odd outputs costs this case only
+                return Verdict(case.name, 0.0, case.points, False,
+                               clean_message(f"could not judge the outputs "
+                                             f"({type(exc).__name__}: {exc})"))
+
+        jobs = [(case, inputs[case.name]) for case in chosen
+                if case.name in inputs and case.name in expected]
+        ran = run_cases(assignment, module, jobs, device=device, limits=limits, slot=slot,
+                        progress=progress, on_result=judged)
+    stale = "the fixture has no entry for this case (run `python -m grader fixtures`)"
+    verdicts = [ran.get(case.name) or Verdict(case.name, 0.0, case.points, False, stale)
+                for case in chosen]
+    if refused:
+        notes.append(clean_message(f"refused unsafe zip entries: {', '.join(refused)}"))
     return Graded(assignment, verdicts, time.monotonic() - started, which, notes)
+
+
+def judge_result(assignment, case, result, fixture, device, limits, module) -> Verdict:
+    """The verdict of one case's reply; training cases' weights are evaluated first."""
+    if result.error is not None:
+        return verdict(case, None, result.error, fixture, device)
+    if case.is_training and case.evaluate is not None:
+        return judge_training(assignment, case, result.outputs, fixture, device, limits, module)
+    return verdict(case, result.outputs, None, fixture, device)
+
+
+MAX_WEIGHTS = 10_000  # tensors in a returned state_dict
+
+
+def check_weights(weights) -> str | None:
+    """None if `weights` is a state_dict: a dict of str -> plain tensor, bounded."""
+    if type(weights) is not dict or set(weights) == {"__not_a_tensor__"}:
+        got = weights.get("__not_a_tensor__") if type(weights) is dict else describe(weights)
+        return f"a training case must return the model's state_dict, got {got}"
+    if len(weights) > MAX_WEIGHTS:
+        return f"the state_dict holds more than {MAX_WEIGHTS} tensors"
+    for key, value in weights.items():
+        if type(key) is not str or type(value) is not torch.Tensor:
+            shown = value.get("__not_a_tensor__") if isinstance(value, dict) else None
+            return (f"state_dict entry {str(key)[:60]!r} is "
+                    f"{shown or describe(value)}, not a tensor")
+    return None
+
+
+def judge_training(assignment, case, weights, fixture, device, limits, module) -> Verdict:
+    """Weights from the student's training, scored by the reference's `evaluate` in a
+    separate sandbox that never imports the student's module (self-evaluated where the
+    reference is absent: the student bundle)."""
+    measure = "loss" if case.max_loss is not None else "accuracy"
+    problem = check_weights(weights)
+    if problem:
+        return Verdict(case.name, 0.0, case.points, False, problem, measure=measure)
+    reference = paths.SOLUTIONS / f"{assignment}.py"
+    self_evaluated = not reference.is_file()
+    held_out, threshold = fixture["expected"], None
+    if device == "cuda" and case.gpu_reference is not None:
+        gpu = case.gpu_reference()  # {"data", "labels"} of the gpu profile; None: cpu profile
+        if isinstance(gpu, dict) and "data" in gpu:
+            held_out, threshold = gpu, case.gpu_min_accuracy
+    job = (case, {"weights": weights, "data": held_out["data"]})
+    ran = run_cases(assignment, module if self_evaluated else reference, [job], device=device,
+                    limits=limits, mode="evaluate")[case.name]
+    if ran.error is not None:
+        return Verdict(case.name, 0.0, case.points, False,
+                       clean_message(f"evaluating the trained weights failed: {ran.error}"),
+                       measure=measure)
+    target = held_out.get("labels", torch.zeros((), dtype=torch.float64))
+    result = judge(case, ran.outputs, target, None, min_accuracy=threshold)
+    if self_evaluated:
+        result.message = f"{result.message} (self-evaluated)".strip()
+    return result
 
 
 def verdict(case, outputs, error, fixture, device: str = "cpu") -> Verdict:
@@ -107,37 +182,54 @@ def verdict(case, outputs, error, fixture, device: str = "cpu") -> Verdict:
     return judge(case, outputs, expected, fixture.get("mutants"), min_accuracy=threshold)
 
 
-def grade_outputs(assignment: str, outputs_file: Path, *, cases=None) -> Graded:
-    """Outputs mode: judge a submitted `autograder.pt` of outputs against the autograder set."""
+def grade_outputs(assignment: str, outputs_file: Path, *, cases=None,
+                  limits: Limits | None = None) -> Graded:
+    """Outputs mode: judge a submitted `autograder.pt` of outputs against the autograder set.
+
+    The file is decoded in a separate, limited worker (its pickle is untrusted), under a
+    size cap, and comes back as plain tensors; each case is judged on its own."""
     started = time.monotonic()
     chosen = select(assignment, cases, training=False)
     _, expected = inputs_and_expected(assignment, "autograder")
     if not Path(outputs_file).is_file():
         raise GradingError(f"--outputs {outputs_file}: no such file")
-    try:
-        submitted = torch.load(io.BytesIO(outputs_bytes(Path(outputs_file))), weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a pickle payload or a corrupt file
-        submitted, problem = {}, f"the outputs file could not be read safely ({type(exc).__name__})"
-    else:
-        problem = None if isinstance(submitted, dict) else "the outputs file is not a dict"
-        submitted = submitted.get("outputs", submitted) if isinstance(submitted, dict) else {}
+    data, problem = outputs_bytes(Path(outputs_file), (limits or Limits()).output)
+    submitted = {}
+    if problem is None:
+        submitted, problem = decode_outputs_file(data, limits)
     verdicts = []
     for case in chosen:
-        if problem or not isinstance(submitted, dict) or case.name not in submitted:
+        if problem or case.name not in submitted:
             verdicts.append(Verdict(case.name, 0.0, case.points, False,
                                     problem or "no outputs for this case in the file"))
-        else:
+            continue
+        try:
             verdicts.append(verdict(case, submitted[case.name], None, expected[case.name]))
+        except Exception as exc:  # noqa: BLE001 - judging odd outputs costs this case only
+            verdicts.append(Verdict(case.name, 0.0, case.points, False, clean_message(
+                f"could not judge the outputs ({type(exc).__name__}: {exc})")))
     return Graded(assignment, verdicts, time.monotonic() - started, "autograder")
 
 
-def outputs_bytes(path: Path) -> bytes:
-    """The bytes of autograder.pt, given the file itself or a submission zip holding it."""
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            if "autograder.pt" in archive.namelist():
-                return archive.read("autograder.pt")
-    return path.read_bytes()
+def outputs_bytes(path: Path, cap: int) -> tuple[bytes | None, str | None]:
+    """The bytes of autograder.pt, given the file itself or a submission zip holding it,
+    read only when its size is under `cap`; or why not."""
+    too_big = f"the outputs file is larger than {cap >> 20} MB"
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                if "autograder.pt" in archive.namelist():
+                    info = archive.getinfo("autograder.pt")
+                    if info.file_size > cap:
+                        return None, too_big
+                    with archive.open(info) as member:
+                        data = member.read(cap + 1)  # a lying size header reads no further
+                    return (data, None) if len(data) <= cap else (None, too_big)
+        if path.stat().st_size > cap:
+            return None, too_big
+        return path.read_bytes(), None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        return None, f"the outputs file could not be read ({type(exc).__name__})"
 
 
 def autograder_outputs(assignment: str, impl: str, *, device: str = "cpu",
@@ -150,5 +242,5 @@ def autograder_outputs(assignment: str, impl: str, *, device: str = "cpu",
         folder, _ = intake.locate(resolve_impl(impl), assignment, Path(tmp))
         ran = run_cases(assignment, folder / f"{assignment}.py",
                         [(case, inputs[case.name]) for case in chosen], device=device,
-                        limits=limits)
+                        limits=limits or Limits(insecure=None))  # a student's laptop: auto
     return {name: result.outputs for name, result in ran.items() if result.error is None}

@@ -1,0 +1,313 @@
+"""The sandboxed worker: `python -I -c BOOT PACKAGES_DIR CONFIG_JSON` runs this module inside
+bubblewrap (see sandbox.BOOT: the grader is imported from where the parent's is).
+
+It imports torch and the suite, checks its isolation (forbidden paths absent, no
+capabilities, no network, nothing of the grader's environment, no descriptor but its
+channel), switches to its own uid, applies its limits, and only then compiles the module
+(from bytes, as Python reads source) and runs its jobs, one frame per reply on the channel.
+"""
+import errno
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import traceback
+
+ALLOWED_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+               "PYTHONHASHSEED", "TMPDIR", "CUDA_VISIBLE_DEVICES", "PWD"}
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_DUMPABLE = 4
+
+
+def main() -> None:
+    config = json.loads(sys.argv[-1])
+    channel = socket.socket(fileno=config["fd"])
+    import torch
+    from grader import sandbox
+    from grader.worker_protocol import encode
+
+    cap = config["output_bytes"]
+
+    def send(body) -> None:
+        channel.sendall(encode(body, cap))
+
+    problem = isolate(config)
+    if problem:
+        send({"status": "unavailable", "message": problem})
+        return
+    send({"status": "isolated"})
+    try:
+        run(config, send, sandbox, torch)
+    except Exception as exc:  # noqa: BLE001 - a grader bug, said in one line
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        send({"status": "error", "message": f"grader worker error: {type(exc).__name__}: "
+                                            f"{exc} ({os.path.basename(where.filename)}:"
+                                            f"{where.lineno})"[:400]})
+
+
+def run(config, send, sandbox, torch) -> None:
+    """Read the jobs, apply the limits, import the module, run the cases."""
+    cap = config["output_bytes"]
+    with open(f"{config['job']}/work.bin", "rb") as f:
+        work = read_work(f.read())
+    apply_limits(config, torch)
+    if config["mode"] == "decode":
+        from grader.worker_protocol import WireError
+        try:
+            send(decode_outputs(config, sandbox))
+        except WireError as exc:
+            send({"status": "error", "message": f"the outputs file cannot be read back ({exc})"})
+        return
+    from dlkit.utils import seed_everything
+    suite = load_suite(config)
+    module_path = f"{config['job']}/{config['assignment']}.py"
+    try:
+        module = import_module(config["assignment"], module_path)
+    except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
+        send({"status": "import_error", "message": import_message(exc, module_path)})
+        return
+    send({"status": "ready"})
+    target = torch.device(config["device"])
+    for name, inputs, seed in work:
+        case = suite[name]
+        sandbox.start_progress(lambda body: send(dict(body, case=name)))
+        try:
+            seed_everything(seed)
+            if config["mode"] == "evaluate":
+                outputs = case.evaluate(module, to_device(inputs["weights"], target),
+                                        to_device(inputs["data"], target), target)
+            else:
+                outputs = case.call(module, to_device(inputs, target), target)
+            body = {"case": name, "status": "ok", "outputs": sandbox.plain(outputs)}
+        except NotImplementedError as exc:
+            body = {"case": name, "status": "todo",
+                    "message": f"not implemented yet ({exc})" if str(exc) else "not implemented yet"}
+        except BaseException as exc:  # noqa: BLE001 - the student's exception, reported
+            body = {"case": name, "status": "error", "message": error_line(exc, module_path)}
+        sandbox.start_progress(None)
+        try:
+            send(body)
+        except Exception as exc:  # noqa: BLE001 - outputs that cannot travel
+            send({"case": name, "status": "error",
+                  "message": f"returned something that is not plain tensors ({exc})"[:300]})
+
+
+def load_suite(config):
+    """The assignment's suite; a test-only suite file when the parent sent one."""
+    if not config.get("suite_file"):
+        from grader.suites import load_suite as by_name
+        return by_name(config["assignment"])
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("grader_test_suite", f"{config['job']}/suite.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.suite
+
+
+def read_work(data: bytes):
+    """The trusted job file written by the parent (same frame format)."""
+    from grader.worker_protocol import FRAME, decode
+    _, header_size, _ = FRAME.unpack(data[:FRAME.size])
+    header = data[FRAME.size:FRAME.size + header_size]
+    return decode(header, bytearray(data[FRAME.size + header_size:]))
+
+
+def isolate(config) -> str | None:
+    """Drop to the run's uid, close every other descriptor, check the sandbox holds.
+
+    Returns why it does not hold (then no student code runs), or None."""
+    keep = config["fd"]
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        if fd > 2 and fd != keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    if not config["secure"]:
+        quiet(null)
+        return None
+    uid = config.get("uid")
+    try:
+        if uid is not None and os.getuid() == 0:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)  # clears every capability
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        # Changing uid made us non-dumpable, which hides our own /proc/self files from us;
+        # only our own uid (this run's alone) could trace us.
+        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    except OSError as exc:
+        return f"could not switch to the sandbox uid ({exc.strerror})"
+    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    for cap in ("CapEff", "CapPrm", "CapAmb"):
+        if int(status[cap].strip(), 16) != 0:
+            return f"the worker still holds capabilities ({cap} {status[cap].strip()})"
+    if uid is not None and int(status["Uid"].split()[0]) != uid:
+        return "the worker did not get its own uid"
+    if os.getppid() != 1 or os.getpid() > 10:
+        return "no private PID namespace"
+    visible = [p for p in config["forbidden"] if os.path.lexists(p)]
+    if visible:
+        return f"the worker can see {visible[0]}"
+    with open("/proc/net/dev") as f:
+        interfaces = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    if interfaces != ["lo"]:
+        return f"the worker has network interfaces {interfaces}"
+    leaked = set(os.environ) - ALLOWED_ENV
+    if leaked:
+        return f"the worker's environment holds {sorted(leaked)[0]}"
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd") if is_open(int(fd)))
+    if [fd for fd in fds if fd > 2 and fd not in (keep, null)]:
+        return f"the worker inherited descriptors {fds}"
+    quiet(null)
+    return None
+
+
+def is_open(fd: int) -> bool:
+    """False for the descriptor os.listdir used for the listing (closed by now)."""
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def quiet(null: int) -> None:
+    """fd 1 and 2 go to /dev/null: printing costs nothing and reaches no one."""
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    if null > 2:
+        os.close(null)
+    sys.stdout = open(1, "w", closefd=False)  # no extra descriptors of our own
+    sys.stderr = open(2, "w", closefd=False)
+
+
+def apply_limits(config, torch) -> None:
+    """Threads sized by the grader, then rlimits just above what torch itself maps."""
+    if config["threads"]:
+        torch.set_num_threads(config["threads"])
+    a = torch.ones(256, 256)
+    (a @ a).sum().item()  # start the thread pool before the limits
+    from tqdm.std import tqdm
+    import threading
+    tqdm.set_lock(threading.RLock())  # no multiprocessing lock in a worker
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the cap fail instead
+    mapped = 0
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                mapped = int(line.split()[1]) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + config["memory"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"],) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
+    if config.get("uid") is not None and config["secure"]:
+        # Counted per uid, and the uid is this run's alone: processes and threads together.
+        resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"],) * 2)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+
+
+def import_module(assignment: str, module_path: str):
+    """Execute the module's source as `assignment`, compiled from bytes (BOM and PEP 263
+    coding lines honoured, as Python itself reads a file)."""
+    import types
+    try:
+        fd = os.open(module_path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        raise FileNotFoundError(module_path) from None
+    with open(fd, "rb") as f:
+        source = f.read()
+    module = types.ModuleType(assignment)
+    module.__file__ = module_path
+    sys.modules[assignment] = module
+    exec(compile(source, module_path, "exec"), module.__dict__)  # noqa: S102 - sandboxed
+    return module
+
+
+def decode_outputs(config, sandbox) -> dict:
+    """Outputs mode: load a submitted autograder.pt (weights_only, zip members checked
+    first) and send it back as plain frames; this process runs no student code."""
+    import torch
+    import zipfile
+    path = f"{config['job']}/outputs.pt"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            total = sum(m.file_size for m in members)
+            if len(members) > 100_000 or total > config["output_bytes"] * 4 or any(
+                    m.compress_type != zipfile.ZIP_STORED for m in members):
+                return {"status": "error", "message": "the outputs file is compressed or too large"}
+        value = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - a pickle payload or a corrupt file
+        return {"status": "error",
+                "message": f"the outputs file could not be read safely ({type(exc).__name__})"}
+    if type(value) is not dict:
+        return {"status": "error", "message": "the outputs file is not a dict"}
+    value = value.get("outputs", value)
+    if type(value) is not dict:
+        return {"status": "error", "message": "the outputs file is not a dict"}
+    return {"status": "ok", "outputs": {str(k): sandbox.plain(v)
+                                        for k, v in value.items()}}
+
+
+def to_device(value, device):
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
+def import_message(exc, module_path) -> str:
+    name = os.path.basename(module_path)
+    if isinstance(exc, FileNotFoundError):
+        return f"missing file: {name} was not submitted (or is not a readable regular file)"
+    if isinstance(exc, SyntaxError):
+        return f"syntax error in {name} line {exc.lineno}: {exc.msg}"
+    if isinstance(exc, SystemExit):
+        return f"the module called sys.exit({exc.code}) while being imported"
+    return f"importing the module failed: {error_line(exc, module_path)}"
+
+
+def error_line(exc, module_path) -> str:
+    """'ValueError at transformer.py:42: message': the student's innermost frame, one line."""
+    if isinstance(exc, SystemExit):
+        return f"called sys.exit({exc.code}) during the case"
+    where = ""
+    try:
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename == module_path:
+                where = f" at {os.path.basename(module_path)}:{frame.lineno}"
+        text = str(exc)
+    except BaseException:  # noqa: BLE001 - an exception whose __str__ raises
+        text = ""
+    text = text.splitlines()[0][:300] if text else ""
+    line = f"{type(exc).__name__}{where}: {text}" if text else f"{type(exc).__name__}{where}"
+    return line + cause_of(exc, text)
+
+
+def cause_of(exc, text: str) -> str:
+    """Which limit an exception most likely comes from, said plainly."""
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text:
+        return " (out of memory: the sandbox's memory limit)"
+    if (isinstance(exc, BlockingIOError) and exc.errno == errno.EAGAIN) or \
+            "can't start new thread" in text:
+        return " (too many processes or threads: the sandbox's process limit)"
+    return ""
+
+
+if __name__ == "__main__":
+    main()
+    # Exit without running atexit hooks or finalizers a submission may have registered.
+    sys.stdout.flush() if sys.stdout else None
+    os._exit(0)
