@@ -46,15 +46,26 @@ def cmd_fixtures(args) -> int:
 
 
 def progress_bar(total: int, label: str):
+    """A progress bar on a terminal; elsewhere (CI logs, pipes) one line per finished case."""
     from tqdm.auto import tqdm
+    tty = sys.stderr.isatty()
     bar = tqdm(total=total, desc=label, unit="case", leave=False, file=sys.stderr,
-               disable=not sys.stderr.isatty())
-    return bar, lambda name: (bar.set_postfix_str(name), bar.update(1))
+               disable=not tty)
+    done = []
+
+    def tick(name):
+        bar.set_postfix_str(name)
+        bar.update(1)
+        done.append(name)
+        if not tty:
+            print(f"{label}: ran {len(done)}/{total} {name}", file=sys.stderr, flush=True)
+    return bar, tick
 
 
 def cmd_grade(args) -> int:
     from grader import report
     from grader.grade import grade, grade_outputs
+    from grader.sandbox import Limits
     from grader.suites import available
     names = [args.assignment] if args.assignment != "all" else [
         a for a in available() if (paths.ASSIGNMENTS / f"{a}.py").is_file()]
@@ -69,24 +80,31 @@ def cmd_grade(args) -> int:
             from grader.suites import load_suite
             count = len(load_suite(name).select(args.cases, not args.no_training))
             bar, tick = progress_bar(count, name)
+            # --insecure: limits only; otherwise limits only where nothing is secret (auto).
+            limits = Limits(insecure=True if args.insecure else None)
             graded = grade(name, args.impl, device=device_name(args.device),
                            which=args.set, cases=args.cases, training=not args.no_training,
-                           progress=tick)
+                           progress=tick, limits=limits)
             bar.close()
             note = f"{args.impl}, {graded.fixture_set} set, {device_name(args.device)}"
-        print(report.table(name, graded.verdicts, graded.seconds, note))
+        results.append((graded, note))
+    if args.results:  # written first: a failure printing the table never loses it
+        # One results.json for everything graded; names carry the assignment when several.
+        graded_all = [g for g, _ in results]
+        verdicts = [replace(v, name=f"{g.assignment}/{v.name}" if len(results) > 1 else v.name)
+                    for g in graded_all for v in g.verdicts]
+        report.write_results(Path(args.results), report.results(
+            verdicts, sum(g.seconds for g in graded_all),
+            notes=[n for g in graded_all for n in g.notes]))
+    for graded, note in results:
+        print(report.table(graded.assignment, graded.verdicts, graded.seconds, note))
         for line in graded.notes:
             print(f"note: {line}")
-        results.append(graded)
+    results = [g for g, _ in results]
     if len(results) > 1:
         print(f"\nall assignments: {sum(g.score for g in results):g} / "
               f"{sum(g.max_score for g in results):g}")
     if args.results:
-        # One results.json for everything graded; names carry the assignment when several.
-        verdicts = [replace(v, name=f"{g.assignment}/{v.name}" if len(results) > 1 else v.name)
-                    for g in results for v in g.verdicts]
-        report.write_results(Path(args.results), report.results(
-            verdicts, sum(g.seconds for g in results), notes=[n for g in results for n in g.notes]))
         print(f"wrote {args.results}")
     return 0
 
@@ -106,10 +124,12 @@ def cmd_batch(args) -> int:
         return 2
     out = Path(args.out)
     started = time.monotonic()
-    limits = Limits(case_time=args.case_time) if args.case_time else None
+    limits = Limits(case_time=args.case_time, submission_time=args.submission_time,
+                    insecure=args.insecure)
     results = grade_all(submissions, args.assignment, out, jobs=args.jobs,
                         device=device_name(args.device), training=not args.no_training,
-                        limits=limits, progress=sys.stderr.isatty())
+                        limits=limits, progress=sys.stderr.isatty(),
+                        scheduler=args.scheduler)
     seconds = time.monotonic() - started
     print(f"graded {len(results)} submissions in {seconds:.1f} s "
           f"({60 * len(results) / seconds:.0f} per minute); wrote {out / 'gradebook.csv'}")
@@ -117,12 +137,21 @@ def cmd_batch(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from grader.submit import make_submission
+    from grader.submit import make_submission, written_answers
     target = make_submission(args.assignment, args.impl, Path(args.out) if args.out else None,
                              device=device_name(args.device))
-    print(f"wrote {target.relative_to(Path.cwd()) if target.is_relative_to(Path.cwd()) else target}"
-          " - upload this file")
+    print(f"wrote {shown(target)} - upload this file")
+    files, problem = written_answers(args.assignment, target.parent)
+    for path in files:
+        print(f"wrote {shown(path)}" + (" - upload it to the written-answers assignment"
+                                        if path.suffix == ".pdf" else ""))
+    if problem:
+        print(f"note: {problem}")
     return 0
+
+
+def shown(path: Path) -> str:
+    return str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
 
 
 def cmd_release(args) -> int:
@@ -183,6 +212,8 @@ def parser() -> argparse.ArgumentParser:
                    help="fixture set (auto: autograder when its expected values are present)")
     s.add_argument("--cases", nargs="+", metavar="CASE", help="only these cases")
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
+    s.add_argument("--insecure", action="store_true",
+                   help="run without the sandbox, limits only (a student's own laptop)")
     s.set_defaults(run=cmd_grade)
 
     s = sub.add_parser("batch", help="grade many submissions (zips or folders) in parallel")
@@ -193,6 +224,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
     s.add_argument("--case-time", type=float, help="cap every case's time limit (seconds)")
+    s.add_argument("--submission-time", type=float,
+                   help="total seconds per submission (default 600 without training)")
+    s.add_argument("--insecure", action="store_true",
+                   help="run without the sandbox, limits only (never for real grading)")
+    s.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on a Dask cluster: a scheduler address (tcp://host:8786), or "
+                        "local:N for N worker processes on this machine")
     s.set_defaults(run=cmd_batch)
 
     s = sub.add_parser("submit", help="write submissions/<a>.zip to upload")
@@ -222,14 +260,12 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
-    if args.command in ("grade", "batch", "submit") and not getattr(args, "outputs", None):
-        from grader import forkserver
-        forkserver.start()  # imports torch alongside us instead of after us
     from grader.authoring import AuthoringError
+    from grader.cluster import ClusterError
     from grader.grade import GradingError
     try:
         return args.run(args)
-    except (GradingError, AuthoringError, ValueError, FileNotFoundError) as exc:
+    except (GradingError, AuthoringError, ClusterError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

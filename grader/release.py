@@ -29,6 +29,7 @@ set -euo pipefail
 cd /autograder/source
 python3 -m pip install --quiet --upgrade pip
 python3 -m pip install --quiet .
+bash grader/system-packages.sh bubblewrap  # the sandbox student code runs in
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash

@@ -81,7 +81,11 @@ def autograder(tmp_path_factory) -> Path:
         names = zf.namelist()
         assert "setup.sh" in names and "run_autograder" in names  # at the archive root
         assert "fixtures/transformer/autograder_expected.pt" in names
-        assert not any(n.startswith("solutions/") for n in names)
+        # Only this assignment's reference, which evaluates trained weights in a sandbox
+        # of its own; student code never sees it (tests/test_corpus.py::reads_fixtures).
+        assert [n for n in names if n.startswith("solutions/")] == ["solutions/transformer.py"]
+        assert "MANUAL_GRADING.md" in names and "Q1." in zf.read("MANUAL_GRADING.md").decode()
+        assert "system-packages.sh bubblewrap" in zf.read("setup.sh").decode()
         zf.extractall(root / "source")
     (root / "source" / "run_autograder").chmod(0o755)
     return root
@@ -166,8 +170,8 @@ def test_batch_grades_a_class_and_writes_a_gradebook(tmp_path):
     assert run.returncode == 0, run.stderr
     rows = (out / "gradebook.csv").read_text().splitlines()
     header, body = rows[0].split(","), {r.split(",")[0]: r.split(",") for r in rows[1:]}
-    assert header[0] == "submission" and header[-2:] == ["total", "max"]
-    assert body["alice"][-2:] == [f"{MAX:g}", f"{MAX:g}"]
-    assert body["bob"][-2] == body["carol"][-2] == body["assignments"][-2] == "0"
+    assert header[0] == "submission" and header[-3:] == ["total", "max", "not graded"]
+    assert body["alice"][-3:] == [f"{MAX:g}", f"{MAX:g}", ""]
+    assert body["bob"][-3] == body["carol"][-3] == body["assignments"][-3] == "0"
     for name in body:
         assert_gradescope_schema(json.loads((out / name / "results.json").read_text()))
