@@ -1,4 +1,5 @@
 """Shared by the suites: building case inputs, and loading weights into student modules."""
+import contextlib
 import math
 
 import torch
@@ -29,3 +30,45 @@ def load_state(module: nn.Module, state: dict, device, dtype=None) -> nn.Module:
         module = module.to(dtype)
     module.load_state_dict(state)
     return module.to(device).eval()
+
+
+def load_trained(model: nn.Module, weights: dict, device=None) -> nn.Module:
+    """The grader's own `model` with a student's trained `weights` (strict), in eval mode.
+
+    Used by training cases' `evaluate`, which never imports the student's module: when the
+    weights do not fit, one line names the missing and unexpected keys, or the first key
+    whose shape differs, instead of torch's many-line message."""
+    want, what = model.state_dict(), type(model).__name__
+    if not isinstance(weights, dict):
+        raise ValueError(f"training must return the model's state_dict, got "
+                         f"{type(weights).__name__}")
+    missing, unexpected = sorted(set(want) - set(weights)), sorted(set(weights) - set(want))
+    if missing or unexpected:
+        raise ValueError(f"the trained weights do not fit the assignment's {what}: "
+                         f"missing {missing[:4]}, unexpected {unexpected[:4]}")
+    for key, value in want.items():
+        got = weights[key]
+        if not isinstance(got, torch.Tensor) or got.shape != value.shape:
+            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+            raise ValueError(f"the trained weight {key} has shape {shape}, the assignment's "
+                             f"{what} needs {tuple(value.shape)}")
+    model.load_state_dict(weights, strict=True)
+    return (model.to(device) if device is not None else model).eval()
+
+
+def trained_state(model: nn.Module) -> dict:
+    """What a training case returns from the student's sandbox: detached CPU weights."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run on `n` torch threads (0: leave as is). Small models gain nothing from a second
+    thread, and on a busy machine (parallel grading) OpenMP threads slow each other down."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -389,14 +389,14 @@ def test_sample_attn_weights_in_another_dtype_get_a_clear_message(tmp_path):
 
 def test_training_weights_that_do_not_fit_get_one_line(ref):
     model = S.new_captioner(ref, "lstm")
-    weights = S.trained_weights(model)
+    weights = S.trained_state(model)
     weights["rnn.W_x"] = weights.pop("rnn.Wx")
     with pytest.raises(ValueError, match=r"missing \['rnn.Wx'\], unexpected \['rnn.W_x'\]"):
         S.load_trained(ref, "lstm", weights, torch.device("cpu"))
-    weights = S.trained_weights(S.new_captioner(ref, "rnn"))  # an RNN's weights, 1H not 4H
+    weights = S.trained_state(S.new_captioner(ref, "rnn"))  # an RNN's weights, 1H not 4H
     with pytest.raises(ValueError, match="rnn.Wx has shape"):
         S.load_trained(ref, "lstm", weights, torch.device("cpu"))
-    loaded = S.load_trained(ref, "lstm", S.trained_weights(model), torch.device("cpu"))
+    loaded = S.load_trained(ref, "lstm", S.trained_state(model), torch.device("cpu"))
     assert not loaded.training
 
 
@@ -414,6 +414,6 @@ def test_overfit_rnn_in_process_weights_then_reference_evaluation(ref):
     assert loss.dtype == torch.float64 and loss.dim() == 0
     expected = torch.zeros((), dtype=torch.float64)
     assert judge(case, loss, expected).passed and loss < case.max_loss / 5
-    untrained = case.evaluate(ref, S.trained_weights(S.new_captioner(ref, "rnn")), data,
+    untrained = case.evaluate(ref, S.trained_state(S.new_captioner(ref, "rnn")), data,
                               torch.device("cpu"))
     assert not judge(case, untrained, expected).passed

@@ -34,7 +34,7 @@ from dlkit import captions as data
 from dlkit.grad import compute_numeric_gradient
 from grader import inputs
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state
+from grader.inputs import load_state, trained_state
 
 suite = Suite("captioning")
 F64 = torch.float64
@@ -790,32 +790,12 @@ def new_captioner(m, cell):
                            **MODEL_SIZE)
 
 
-def trained_weights(model) -> dict:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
 def load_trained(reference_module, cell, weights, device):
     """The reference CaptioningRNN with the student's trained weights (strict), in eval mode.
 
     A mismatch is one line naming the missing and unexpected keys (or the first key whose
     shape differs), not torch's many-line message."""
-    model = new_captioner(reference_module, cell)
-    want = model.state_dict()
-    if not isinstance(weights, dict):
-        raise ValueError(f"training must return the model's state_dict, got "
-                         f"{type(weights).__name__}")
-    missing, unexpected = sorted(set(want) - set(weights)), sorted(set(weights) - set(want))
-    if missing or unexpected:
-        raise ValueError(f"the trained weights do not fit the assignment's CaptioningRNN "
-                         f"({cell}): missing {missing[:4]}, unexpected {unexpected[:4]}")
-    for key, value in want.items():
-        got = weights[key]
-        if not isinstance(got, torch.Tensor) or got.shape != value.shape:
-            shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
-            raise ValueError(f"the trained weight {key} has shape {shape}, the assignment's "
-                             f"CaptioningRNN ({cell}) needs {tuple(value.shape)}")
-    model.load_state_dict(weights, strict=True)
-    return model.to(device).eval()
+    return inputs.load_trained(new_captioner(reference_module, cell), weights, device)
 
 
 def overfit_inputs(g):
@@ -830,7 +810,7 @@ def overfit_call(m, x, device, cell):
     model = new_captioner(m, cell)
     train_captioner(model, images, captions, epochs=p["epochs"], batch_size=p["batch_size"],
                     lr=p["lr"], device=device, progress=False)
-    return trained_weights(model)
+    return trained_state(model)
 
 
 def overfit_reference(x):
@@ -881,7 +861,7 @@ def held_out_call(m, x, device):
     model = new_captioner(m, "attn")
     train_captioner(model, images, captions, epochs=p["epochs"], batch_size=p["batch_size"],
                     lr=p["lr"], device=device, progress=False)
-    return trained_weights(model)
+    return trained_state(model)
 
 
 def held_out_evaluate(reference_module, weights, data_, device):

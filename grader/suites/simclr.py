@@ -22,7 +22,6 @@ initialised encoder by the calibrated margin written next to the threshold.
 """
 import collections
 import math
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -30,24 +29,11 @@ import torch.nn.functional as F
 from dlkit import simclr_data, vision
 from dlkit.utils import REPO_ROOT
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state, randn
+from grader.inputs import load_state, randn, torch_threads, trained_state
 
 suite = Suite("simclr")
 F64 = torch.float64
 TAUS = {"tau_5": 5.0, "tau_1": 1.0, "tau_0_5": 0.5}  # the source's two, and 0.5 (training)
-
-
-@contextmanager
-def torch_threads(n: int):
-    """Exact cases and the cpu profile run on one thread: the same reduction order on every
-    machine, and no OpenMP threads slowing each other down under parallel grading."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def add(case: Case) -> Case:
@@ -556,7 +542,7 @@ def pretrain_call(m, x, device):
                            batch_size=p["batch_size"], temperature=p["temperature"],
                            device=device, progress=False)
             report(epoch + 1, p["epochs"], loss)
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        return trained_state(model)
 
 
 def features_of(reference, weights, device, name, data):

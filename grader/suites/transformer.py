@@ -35,7 +35,7 @@ from torch import nn
 from dlkit import arith
 from grader import inputs
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state
+from grader.inputs import load_state, load_trained, trained_state
 
 suite = Suite("transformer")
 F64 = torch.float64
@@ -714,23 +714,6 @@ def with_threads(n: int, run):
         torch.set_num_threads(before)
 
 
-def load_weights(model: nn.Module, weights: dict) -> nn.Module:
-    """load_state_dict(strict=True), with one clear line when names or shapes differ."""
-    have = model.state_dict()
-    missing, unexpected = sorted(set(have) - set(weights)), sorted(set(weights) - set(have))
-    if missing or unexpected:
-        raise ValueError(f"the trained weights do not fit the assignment's "
-                         f"{type(model).__name__}: missing keys {missing[:4]}, unexpected "
-                         f"keys {unexpected[:4]}")
-    for name, value in weights.items():
-        if tuple(value.shape) != tuple(have[name].shape):
-            raise ValueError(f"the trained weights do not fit the assignment's "
-                             f"{type(model).__name__}: {name} has shape "
-                             f"{tuple(value.shape)}, expected {tuple(have[name].shape)}")
-    model.load_state_dict(weights, strict=True)
-    return model
-
-
 def arithmetic_call(m, x, device):
     from dlkit.train import train_seq2seq
     p = CPU_PROFILE
@@ -740,14 +723,14 @@ def arithmetic_call(m, x, device):
         train_seq2seq(model, x["train_ids"].long(), x["train_labels"].long(), steps=p["steps"],
                       batch_size=p["batch_size"], lr=p["lr"], device=device, progress=False,
                       on_step=progress_hook())
-        return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        return trained_state(model)
     return with_threads(p["threads"], train)
 
 
 def arithmetic_evaluate(ref, weights, data, device):
     """Run by the grader with the reference module: greedy answers of the trained weights."""
     from dlkit.train import predict_in_batches
-    model = load_weights(ref.Transformer(len(SOURCE_VOCAB), PAD, EOS, **CPU_PROFILE["model"]),
+    model = load_trained(ref.Transformer(len(SOURCE_VOCAB), PAD, EOS, **CPU_PROFILE["model"]),
                          weights).to(device).eval()
     return predict_in_batches(lambda ids: ref.greedy_decode(model, ids, ANSWER_LENGTH),
                               data["ids"].long(), device=device)

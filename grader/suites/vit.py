@@ -21,14 +21,13 @@ with a batch of one catch `.squeeze()` that drops the batch dimension.
 Training cases (the end of this file) train the student's models inside the sandbox,
 return the weights and are evaluated by the reference code on held-out images.
 """
-from contextlib import contextmanager
 
 import torch
 from torch import nn
 
 from dlkit import vision
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state, randn
+from grader.inputs import load_state, load_trained, randn, torch_threads, trained_state
 
 suite = Suite("vit")
 F64 = torch.float64
@@ -60,18 +59,6 @@ PATCHIFY_DEFAULT = ("patchify is called without the model's patch_size, so it cu
 # ---------------------------------------------------------------------------------------
 # Small builders
 # ---------------------------------------------------------------------------------------
-
-@contextmanager
-def torch_threads(n: int):
-    """The cpu profile trains on one thread: models this small gain nothing from a second
-    one, and on a busy machine (parallel grading) OpenMP threads slow each other down."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def add(case: Case) -> Case:
@@ -635,25 +622,7 @@ def progress_hook():
 
 
 def weights_of(model: nn.Module) -> dict:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
-def load_weights(model: nn.Module, weights: dict) -> nn.Module:
-    """load_state_dict(strict=True), with one clear line when names or shapes differ."""
-    have = model.state_dict()
-    missing = sorted(set(have) - set(weights))
-    unexpected = sorted(set(weights) - set(have))
-    if missing or unexpected:
-        raise ValueError(f"the trained weights do not fit the assignment's "
-                         f"{type(model).__name__}: missing keys {missing[:4]}, unexpected "
-                         f"keys {unexpected[:4]}")
-    for name, value in weights.items():
-        if tuple(value.shape) != tuple(have[name].shape):
-            raise ValueError(f"the trained weights do not fit the assignment's "
-                             f"{type(model).__name__}: {name} has shape "
-                             f"{tuple(value.shape)}, expected {tuple(have[name].shape)}")
-    model.load_state_dict(weights, strict=True)
-    return model
+    return trained_state(model)
 
 
 def train_vit_call(m, x, device):
@@ -674,7 +643,7 @@ def evaluate_vit(ref, weights, data, device):
     name = profile_of(data)
     p = PROFILES[name]
     with torch_threads(p["threads"]):
-        model = load_weights(ref.ClassificationViT(**p["vit"]["model"]), weights)
+        model = load_trained(ref.ClassificationViT(**p["vit"]["model"]), weights)
         return vision.predict(model.to(device), data["images"],
                               CIFAR10_STATS if name == "gpu" else DIGITS_STATS,
                               batch_size=p["eval_batch"], device=device)
@@ -736,7 +705,7 @@ def evaluate_mae_classifier(ref, weights, data, device, stage: str):
     name = profile_of(data)
     p = PROFILES[name]
     with torch_threads(p["threads"]):
-        model = load_weights(new_classifier(ref, name, stage), weights)
+        model = load_trained(new_classifier(ref, name, stage), weights)
         return vision.predict(model.to(device), data["images"],
                               CIFAR10_STATS if name == "gpu" else DIGITS_STATS,
                               batch_size=p["eval_batch"], device=device)
