@@ -47,6 +47,24 @@ def interpreter_folders() -> list[str]:
     return sorted(f for f in folders if f and f not in ("/", "/usr") and os.path.isdir(f))
 
 
+# Public data sets whose held-out part is a training case's test set: a submission that read
+# the whole set could train on the test images. The child gets its training split as inputs.
+HELD_OUT_DATA = [("sklearn", "datasets/data/digits.csv.gz")]
+
+
+def held_out_data_files() -> list[str]:
+    """The files of HELD_OUT_DATA that exist here (found without importing the packages)."""
+    import importlib.util
+    found = []
+    for package, relative in HELD_OUT_DATA:
+        spec = importlib.util.find_spec(package)
+        if spec and spec.submodule_search_locations:
+            path = Path(list(spec.submodule_search_locations)[0]) / relative
+            if path.is_file():
+                found.append(str(path.resolve()))
+    return found
+
+
 def forbidden_paths() -> list[str]:
     """Paths the worker must not see; it checks each is absent before importing student code."""
     root = paths.ROOT
@@ -91,6 +109,8 @@ def bwrap_command(job_dir: str, device: str, limits) -> list[str]:
         command += ["--perms", "0755", "--dir", parent]
     for folder in folders:
         command += ["--ro-bind", folder, folder]
+    for data_file in held_out_data_files():  # read as empty: training must use its inputs
+        command += ["--ro-bind", "/dev/null", data_file]
     command += ["--ro-bind", job_dir, JOB, "--chdir", "/tmp"]
     if device == "cuda":  # the GPU's device files; nothing else of /dev
         for node in sorted(Path("/dev").glob("nvidia*")):
