@@ -279,7 +279,7 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
         return fail(f"{problem}: looks like a known mistake: {known}" if known else problem)
     if case.max_loss is not None:
         loss = got.item()
-        message = f"final training loss {loss:.3f} (needs < {case.max_loss})"
+        message = f"loss of the trained weights {loss:.3f} (needs < {case.max_loss})"
         if not loss < case.max_loss:
             return fail(message + (f"; {case.hint}" if case.hint else ""), loss)
         return Verdict(case.name, case.points, case.points, True, message, loss, None, measure)

