@@ -361,20 +361,49 @@ for name, value in results.items():
 #
 # ## Questions
 #
-# Answer in a few sentences each.
+# Answer in a few sentences each, in the cell under each question.
+
+# %% [markdown]
+# **Q1. One patch embedding, two ways.** `PatchEmbed` uses a convolution, `ClassificationViT`
+# uses `patchify` and an `nn.Linear`. Show that they compute the same thing: how do you turn
+# the convolution's weight `(D, C, p, p)` into the linear layer's weight? What would change if
+# the stride were smaller than the kernel?
+
+# %% [markdown]
+# *Your answer:*
 #
-# 1. `PatchEmbed` uses a convolution, `ClassificationViT` uses `patchify` and an
-#    `nn.Linear`. Show that they compute the same thing: how do you turn the convolution's
-#    weight `(D, C, p, p)` into the linear layer's weight? What would change if the stride
-#    were smaller than the kernel?
-# 2. The ViT adds a position encoding to the CLS token, the MAE does not. Does the CLS
-#    token need one? What could go wrong without any position encodings at all?
-# 3. Look at the CLS attention maps. Do they concentrate on the object or the digit's
-#    strokes, or are they spread out? Why might a map computed by averaging over layers and
-#    heads be misleading?
-# 4. Why does the MAE mask as much as 75% of the patches, and why is the loss computed on
-#    the removed patches only? What would the model learn with a 10% mask ratio?
-# 5. Compare the linear probe, the fine-tuned MAE and the ViT trained from scratch. What
-#    does the gap between the probe and fine-tuning tell you about the pretrained features?
-#    How does a probe on a randomly initialised encoder do, and what does that baseline tell
-#    you?
+
+# %% [markdown]
+# **Q2. Position encodings.** The ViT adds a position encoding to the CLS token, the MAE does
+# not. Does the CLS token need one? What could go wrong without any position encodings at all?
+
+# %% [markdown]
+# *Your answer:*
+#
+
+# %% [markdown]
+# **Q3. Reading attention maps.** Look at the CLS attention maps. Do they concentrate on the
+# object or the digit's strokes, or are they spread out? Why might a map computed by averaging
+# over layers and heads be misleading?
+
+# %% [markdown]
+# *Your answer:*
+#
+
+# %% [markdown]
+# **Q4. How much to mask.** Why does the MAE mask as much as 75% of the patches, and why is the
+# loss computed on the removed patches only? What would the model learn with a 10% mask ratio?
+
+# %% [markdown]
+# *Your answer:*
+#
+
+# %% [markdown]
+# **Q5. Probe, fine-tune, scratch.** Compare the linear probe, the fine-tuned MAE and the ViT
+# trained from scratch. What does the gap between the probe and fine-tuning tell you about the
+# pretrained features? How does a probe on a randomly initialised encoder do, and what does
+# that baseline tell you?
+
+# %% [markdown]
+# *Your answer:*
+#

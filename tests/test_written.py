@@ -68,3 +68,12 @@ def test_unreadable_notebook_is_one_line(tmp_path):
     bad.write_text("{not json")
     files, problem = written.write_answers(bad, tmp_path / "out", "t")
     assert files == [] and "could not be read" in problem
+
+
+def test_every_notebook_has_written_questions_in_the_exported_format():
+    """`make submit` finds them: a `**Q<n>.` line, then an answer cell, in every notebook."""
+    for notebook in sorted(paths.NOTEBOOKS.glob("*.ipynb")):
+        found = written.questions(nbformat.read(notebook, as_version=4))
+        assert found, f"{notebook.name}: no written questions"
+        assert all(q.answers and q.answers[0].source.startswith("*Your answer:*")
+                   for q in found), notebook.name
