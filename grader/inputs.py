@@ -72,3 +72,15 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def on_one_thread(case):
+    """The case with its `call` run on one torch thread: the same reduction order on every
+    machine keeps fixtures reproducible, and tiny ops are fastest that way."""
+    call = case.call
+
+    def single_threaded(m, x, device):
+        with torch_threads(1):
+            return call(m, x, device)
+    case.call = single_threaded
+    return case

@@ -247,7 +247,7 @@ class Worker:
                 body = self.receive(min(deadline, budget_end), limits)
             except TimedOut:
                 if budget_end < deadline and time.monotonic() >= budget_end:
-                    why = f"the submission's total time budget ran out"
+                    why = "the submission's total time budget ran out"
                 else:
                     why = f"time limit exceeded ({budget:.0f} s)"
                 return Result(error=why + progress_text(progress)), False

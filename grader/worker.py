@@ -49,7 +49,6 @@ def main() -> None:
 
 def run(config, send, sandbox, torch) -> None:
     """Read the jobs, apply the limits, import the module, run the cases."""
-    cap = config["output_bytes"]
     with open(f"{config['job']}/work.bin", "rb") as f:
         work = read_work(f.read())
     apply_limits(config, torch)

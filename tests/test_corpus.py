@@ -7,7 +7,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -17,7 +16,6 @@ import torch
 from grader import paths, report
 from grader.batch import grade_all
 from grader.grade import grade, grade_outputs
-from grader import isolation
 from grader.sandbox import Limits
 from grader.suites import load_suite
 from helpers import assert_gradescope_schema, cli
@@ -163,19 +161,6 @@ def test_results_written_by_the_cli_cannot_be_forged(tmp_path):
     assert_gradescope_schema(data)
     sinusoidal = load_suite("transformer")["positions/sinusoidal"].points
     assert data["score"] == MAX - sinusoidal and "999" not in results_file.read_text()
-
-
-@pytest.fixture
-def run_uids(monkeypatch) -> set:
-    """The per-run uids this test's workers got (other graders may be running meanwhile)."""
-    got, allocate = set(), isolation.RunUid.__init__
-
-    def recording(self):
-        allocate(self)
-        got.add(self.uid)
-
-    monkeypatch.setattr(isolation.RunUid, "__init__", recording)
-    return got
 
 
 def sandbox_processes(uids) -> list[str]:

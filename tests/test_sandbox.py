@@ -32,19 +32,6 @@ def module_with(folder: Path, *attacks: str, extra: str = "") -> Path:
 
 
 @pytest.fixture
-def run_uids(monkeypatch) -> set:
-    """The per-run uids this test's workers got (other graders may be running meanwhile)."""
-    got, allocate = set(), isolation.RunUid.__init__
-
-    def recording(self):
-        allocate(self)
-        got.add(self.uid)
-
-    monkeypatch.setattr(isolation.RunUid, "__init__", recording)
-    return got
-
-
-@pytest.fixture
 def no_bwrap(monkeypatch):
     monkeypatch.setattr(isolation, "bwrap_path", lambda: None)
     isolation.probe.cache_clear()

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from dlkit import simclr_data, vision
 from dlkit.utils import REPO_ROOT
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state, randn, torch_threads, trained_state
+from grader.inputs import on_one_thread, load_state, randn, torch_threads, trained_state
 
 suite = Suite("simclr")
 F64 = torch.float64
@@ -37,13 +37,8 @@ TAUS = {"tau_5": 5.0, "tau_1": 1.0, "tau_0_5": 0.5}  # the source's two, and 0.5
 
 
 def add(case: Case) -> Case:
-    call = case.call
-
-    def single_threaded(m, x, device):
-        with torch_threads(1):
-            return call(m, x, device)
-    case.call = single_threaded
-    return suite.add(case)
+    """Add an exact (non-training) case, run on one torch thread."""
+    return suite.add(on_one_thread(case))
 
 
 # ---------------------------------------------------------------------------------------
