@@ -384,3 +384,25 @@ def test_hostile_submission_between_two_correct_ones(tmp_path, monkeypatch, run_
     assert (out / "gradebook.csv").is_file() and (out / "a" / "results.json").is_file()
     assert not (out / "a-2" / "results.json").exists()
     assert not isolation.live_uids() & run_uids
+
+
+@needs_sandbox
+def test_a_training_verdict_does_not_change_with_another_grading_beside_it():
+    """Training cases are judged by work (fixed steps), not by the clock: the same verdict,
+    and the same loss, while another grading keeps both cores busy."""
+    import subprocess
+    import sys
+    case = "train/overfit_rnn"
+    alone = grade("captioning", "solutions", cases=[case]).verdicts[0]
+    other = subprocess.Popen(
+        ["bash", "-c", f"while true; do {sys.executable} -m grader grade transformer "
+                       "--impl solutions --no-training >/dev/null 2>&1; done"],
+        cwd=paths.ROOT, start_new_session=True)
+    try:
+        time.sleep(3)  # let it get going
+        beside = grade("captioning", "solutions", cases=[case]).verdicts[0]
+    finally:
+        os.killpg(other.pid, 9)
+        other.wait()
+    assert alone.passed and beside.passed, (alone.message, beside.message)
+    assert beside.measure == "loss" and abs(beside.error - alone.error) < 1e-6
