@@ -65,11 +65,10 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
     suite = load_suite(assignment)
     chosen = suite.select(cases, training=False)
     with tempfile.TemporaryDirectory() as tmp:
-        correct = {"reference": ("the reference", None)}
-        correct.update(load_variants(assignment, "equivalents", Path(tmp)))
+        equivalents = load_variants(assignment, "equivalents", Path(tmp))
         mutants = load_variants(assignment, "mutants", Path(tmp))
-        reference = load_assignment(assignment, paths.SOLUTIONS)
-        correct["reference"] = ("the reference", reference)
+        reference = load_assignment(assignment, paths.SOLUTIONS)  # last: it stays imported
+        correct = {"reference": ("the reference", reference), **equivalents}
         results = [CaseAudit(c.name, c.tol) for c in chosen]
         caught_on = {m: set() for m in mutants}
         for number in range(seeds):
