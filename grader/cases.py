@@ -61,6 +61,9 @@ class Case:
     max_loss: for training cases whose `evaluate` returns a loss (a float64 scalar) of the
         trained weights on the data they were fit to (overfitting a small set): it must be
         below this. `reference(inputs)` gives {"data": ...}.
+    min_scores: for training cases whose `evaluate` returns named held-out scores (a dict
+        of float64 scalars, e.g. {"mean IoU, first frame": ...}): each must reach its
+        threshold here (a dict with the same names). `reference(inputs)` gives {"data": ...}.
     properties: relations checked on the outputs in addition to the comparison.
     gpu_reference(), gpu_min_accuracy: for training cases with a gpu profile (chosen when
         grading on CUDA): the held-out labels, read by the parent (None when the data is
@@ -75,6 +78,7 @@ class Case:
     tol: float = 1e-5
     min_accuracy: float | None = None
     max_loss: float | None = None
+    min_scores: dict[str, float] | None = None
     properties: list[Property] = field(default_factory=list)
     evaluate: Callable[[Any, dict, dict, torch.device], Outputs] | None = None
     gpu_reference: Callable[[], Outputs | None] | None = None
@@ -84,7 +88,17 @@ class Case:
 
     @property
     def is_training(self) -> bool:
-        return self.min_accuracy is not None or self.max_loss is not None
+        return (self.min_accuracy is not None or self.max_loss is not None
+                or self.min_scores is not None)
+
+    @property
+    def measure(self) -> str:
+        """What a verdict's `error` holds: error | accuracy | loss | score."""
+        if not self.is_training:
+            return "error"
+        if self.max_loss is not None:
+            return "loss"
+        return "score" if self.min_scores is not None else "accuracy"
 
     def seed(self, base: int) -> int:
         """The generator seed of this case in a fixture set with seed `base`."""
@@ -267,7 +281,7 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
     """Score one case from untrusted `got` against the fixture's `expected`.
 
     `min_accuracy` overrides the case's threshold (the gpu profile's)."""
-    measure = ("loss" if case.max_loss is not None else "accuracy") if case.is_training else "error"
+    measure = case.measure
 
     def fail(message, error=None):
         return Verdict(case.name, 0.0, case.points, False, message, error,
@@ -283,6 +297,15 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
         if not loss < case.max_loss:
             return fail(message + (f"; {case.hint}" if case.hint else ""), loss)
         return Verdict(case.name, case.points, case.points, True, message, loss, None, measure)
+    if case.min_scores is not None:
+        scores = {name: got[name].item() for name in case.min_scores}
+        message = ", ".join(f"{name} {value:.3f} (needs >= {case.min_scores[name]})"
+                            for name, value in scores.items())
+        low = [name for name, value in scores.items() if not value >= case.min_scores[name]]
+        if low:
+            return fail(message + (f"; {case.hint}" if case.hint else ""), scores[low[0]])
+        return Verdict(case.name, case.points, case.points, True, message,
+                       min(scores.values()), None, measure)
     if case.is_training:
         matches = got.eq(expected)
         if matches.dim() > 1:  # a row (a sequence) counts only when all of it is right

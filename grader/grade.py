@@ -145,7 +145,7 @@ def judge_training(assignment, case, weights, fixture, device, limits, module) -
     """Weights from the student's training, scored by the reference's `evaluate` in a
     separate sandbox that never imports the student's module (self-evaluated where the
     reference is absent: the student bundle)."""
-    measure = "loss" if case.max_loss is not None else "accuracy"
+    measure = case.measure
     problem = check_weights(weights)
     if problem:
         return Verdict(case.name, 0.0, case.points, False, problem, measure=measure)
@@ -164,6 +164,8 @@ def judge_training(assignment, case, weights, fixture, device, limits, module) -
                        clean_message(f"evaluating the trained weights failed: {ran.error}"),
                        measure=measure)
     target = held_out.get("labels", torch.zeros((), dtype=torch.float64))
+    if case.min_scores is not None:  # named float64 scalars: their structure is the target
+        target = {name: torch.zeros((), dtype=torch.float64) for name in case.min_scores}
     result = judge(case, ran.outputs, target, None, min_accuracy=threshold)
     if self_evaluated:
         result.message = f"{result.message} (self-evaluated)".strip()

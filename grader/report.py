@@ -20,6 +20,8 @@ def fmt_error(v: Verdict) -> str:
         return f"acc {v.error:.3f}"
     if v.measure == "loss":
         return f"loss {v.error:.3f}"
+    if v.measure == "score":
+        return f"score {v.error:.3f}"
     return f"{v.error:.1e} / {v.tol:.0e}"
 
 

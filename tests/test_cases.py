@@ -85,6 +85,20 @@ def test_loss_target_cases_report_the_loss():
     assert not judge(c, torch.tensor(0.1), target).passed  # float32: wrong dtype
 
 
+def test_named_score_cases_need_every_score_over_its_threshold():
+    c = case(min_scores={"IoU, first frame": 0.45, "IoU, overall": 0.55})
+    target = {name: torch.zeros((), dtype=torch.float64) for name in c.min_scores}
+    scores = lambda first, overall: {"IoU, first frame": torch.tensor(first, dtype=torch.float64),
+                                     "IoU, overall": torch.tensor(overall, dtype=torch.float64)}
+    good = judge(c, scores(0.6, 0.7), target)
+    assert good.passed and good.measure == "score" and good.error == 0.6
+    assert "IoU, first frame 0.600 (needs >= 0.45)" in good.message
+    low = judge(c, scores(0.6, 0.5), target)
+    assert not low.passed and low.error == 0.5 and "IoU, overall 0.500 (needs >= 0.55)" in low.message
+    assert not judge(c, {"IoU, overall": torch.tensor(0.9, dtype=torch.float64)}, target).passed
+    assert not judge(c, scores(float("nan"), 0.9), target).passed
+
+
 def test_scaled_error_ignores_rounding_next_to_zero_but_not_wrong_values():
     from grader.cases import scaled_error
     expected = torch.tensor([1.0, -6.62e-05, 0.5])
