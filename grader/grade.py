@@ -74,7 +74,7 @@ def select(assignment, cases, training):
 
 def grade(assignment: str, impl="assignments", *, device: str = "cpu",
           which: str = "auto", cases=None, training: bool = True,
-          limits: Limits | None = None, slot: int = 0, progress=None) -> Graded:
+          limits: Limits | None = None, progress=None) -> Graded:
     """Execute mode: run the student's module on fixture inputs in the sandbox, then judge
     each case as its reply arrives (its outputs are dropped once judged)."""
     started = time.monotonic()
@@ -104,7 +104,7 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
 
         jobs = [(case, inputs[case.name]) for case in chosen
                 if case.name in inputs and case.name in expected]
-        ran = run_cases(assignment, module, jobs, device=device, limits=limits, slot=slot,
+        ran = run_cases(assignment, module, jobs, device=device, limits=limits,
                         progress=progress, on_result=judged)
     stale = "the fixture has no entry for this case (run `python -m grader fixtures`)"
     verdicts = [ran.get(case.name) or Verdict(case.name, 0.0, case.points, False, stale)

@@ -82,7 +82,7 @@ def sandbox_mode(limits: Limits) -> tuple[bool, str | None, str | None]:
 
 
 def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
-              limits: Limits | None = None, slot: int = 0, progress=None, mode: str = "call",
+              limits: Limits | None = None, progress=None, mode: str = "call",
               on_result=None) -> dict:
     """Run `jobs` = [(case, inputs)] against the module at `module_path` in sandboxed workers.
 
@@ -90,7 +90,6 @@ def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
     as soon as its reply arrives, so outputs can be judged and dropped). Never raises for
     anything the student code does. `progress(name)` is called after each case. `mode`:
     "call" (case.call) or "evaluate" (case.evaluate; inputs are {"weights", "data"}).
-    `slot` is kept for callers; uids are allocated per run.
     """
     limits = limits or Limits()
     source = read_source(module_path)
