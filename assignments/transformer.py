@@ -9,7 +9,10 @@ You build every piece of a Transformer that learns to add and subtract integers:
    then with a key-padding mask and a causal flag;
 3. multi-head attention with `q_proj/k_proj/v_proj/o_proj`;
 4. layer norm, the feed-forward block, sinusoidal and learned positions;
-5. post-LN encoder and decoder layers, the encoder-decoder model, greedy decoding.
+5. post-LN encoder and decoder layers, the encoder-decoder model, greedy decoding;
+6. part two: the same model trained to summarize real text (docstrings of numpy and torch
+   offline, XSum in the source's setting): padded batches with -100 labels, the masked
+   token loss, greedy decoding that stops at EOS, a teacher-forced training loop.
 
 Conventions used everywhere in this file:
 - Batch first: sequences are (B, T, C).
@@ -21,7 +24,8 @@ Conventions used everywhere in this file:
   to float32 and the weights cast back to the dtype of `v`; float32 and float64 inputs keep
   their own precision. The graded cases use float64 inputs and weights (create new tensors
   with the dtype and device of your inputs), except `sinusoidal_positions` (float32 by
-  contract), one float32 row in `attention/vectorized` and the training case.
+  contract), one float32 row each in `attention/vectorized` and `summarize/masked_loss`,
+  and the training cases.
 
 Run `make grade` to score this file; `notebooks/transformer.ipynb` walks through it.
 """
@@ -303,3 +307,70 @@ def greedy_decode(model: Transformer, input_ids: torch.Tensor, max_new_tokens: i
     """
     # TODO: encode once; each step decode the prefix and take argmax of the last position.
     raise NotImplementedError("greedy_decode: not implemented yet")
+
+
+# ---------------------------------------------------------------------------------------
+# Part 7. Summarization: batches, the masked loss, decoding that stops, training
+# ---------------------------------------------------------------------------------------
+
+IGNORE_INDEX = -100  # label of a padded target position: no loss, fed to the decoder as PAD
+
+
+def collate_summaries(documents: list[list[int]], summaries: list[list[int]], pad_id: int,
+                      eos_id: int, max_source_len: int,
+                      max_target_len: int) -> dict[str, torch.Tensor]:
+    """One padded batch of (document, summary) token-id lists, as int64 tensors.
+
+    Each document is cut to max_source_len - 1 tokens and EOS is appended; each summary is
+    cut to max_target_len - 1 tokens and EOS is appended. S and T are the longest such rows
+    of this batch (not the maximum lengths). Returns
+        input_ids (B, S): documents, padded with pad_id at the end;
+        labels (B, T): summaries, padded with -100 (IGNORE_INDEX) at the end;
+        decoder_input_ids (B, T): labels shifted right with eos_id as the start token,
+            [eos_id, labels[:, :-1]], every -100 replaced by pad_id (what
+            `Transformer.shift_right` does).
+    """
+    # TODO: append EOS after cutting, pad each row to the longest, then shift the labels right.
+    raise NotImplementedError("collate_summaries: not implemented yet")
+
+
+def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose label is not -100.
+
+    logits (B, T, V), labels (B, T) int64. Each real target token counts once, whatever row
+    it is in: the sum of their losses over their number (not over B * T, and not a mean of
+    per-row means). A scalar in at least float32 (float16 logits are upcast first).
+    """
+    # TODO: F.cross_entropy over flattened (B*T, V) logits with ignore_index=-100.
+    raise NotImplementedError("masked_token_loss: not implemented yet")
+
+
+@torch.no_grad()
+def greedy_summarize(model: Transformer, input_ids: torch.Tensor,
+                     max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding (as `greedy_decode`, starting from EOS) that stops early.
+
+    Returns the generated ids (B, t) without the starting EOS, where t <= max_new_tokens is
+    the step at which the last row produced EOS (max_new_tokens if some row never does).
+    A row that has produced EOS continues with PAD.
+    """
+    # TODO: greedy_decode's loop, plus a break once every row is finished.
+    raise NotImplementedError("greedy_summarize: not implemented yet")
+
+
+def train_summarizer(model: Transformer, documents: list[list[int]],
+                     summaries: list[list[int]], *, steps: int, batch_size: int, lr: float,
+                     max_source_len: int, max_target_len: int, warmup: int = 50, seed: int = 0,
+                     device="cpu", on_step=None) -> list[float]:
+    """Teacher forcing: returns the training loss of every step.
+
+    Each step draws `batch_size` pairs with `dlkit.train.batches(len(documents), batch_size,
+    torch.Generator().manual_seed(seed))`, builds them with `collate_summaries`, runs
+    `model.decode(decoder_input_ids, *model.encode(input_ids))` and takes one AdamW step
+    (weight decay 0.01, gradients clipped to norm 1) on `masked_token_loss`, with the
+    learning rate `lr * dlkit.train.warmup_cosine(step, steps, warmup)`. on_step(step,
+    steps, loss) is called after each step (the grader reports progress with it). Leaves the
+    model in eval mode.
+    """
+    # TODO: dlkit.train.train_seq2seq is the same loop for fixed-size batches: adapt it.
+    raise NotImplementedError("train_summarizer: not implemented yet")

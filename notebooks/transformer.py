@@ -16,7 +16,8 @@
 # 5. encoder and decoder layers;
 # 6. the full model and greedy decoding;
 # 7. training, predictions and attention maps;
-# 8. written questions.
+# 8. part two: the same model summarizes real text;
+# 9. written questions.
 #
 # **How the checks work.** A cell such as `check(transformer, "attention/")` runs the graded
 # cases whose names start with `attention/` on a public set of inputs and prints one line per
@@ -44,6 +45,7 @@ import torch
 
 from dlkit import arith, load_assignment, pick_device, seed_everything
 from dlkit.train import exact_match, predict_in_batches, train_seq2seq
+from tqdm.auto import tqdm
 from grader.check import check
 
 transformer = load_assignment("transformer")
@@ -506,12 +508,174 @@ plt.show()
 # %% [markdown]
 # Try a few other examples (change `example`), and compare the heads: some specialise on the
 # operator, some on digits in the same place value, some on the signs.
+
+# %% [markdown]
+# ## Part 8. Part two: summarizing real text
+#
+# The model you built only ever saw arithmetic. Now the same `Transformer` class learns a real
+# task, abstractive summarization: read a document, write its one-line summary. The source
+# homework trains it on XSum (BBC articles and their one-sentence summaries) with the t5-small
+# tokenizer; neither can be downloaded here, so the CPU version uses text that is on every
+# machine with this course installed: the **docstrings of numpy and torch**. The first line
+# of a docstring summarises the rest, for example
+#
+# *document*: "Parameters ---------- a : array_like Input array. axis : int, optional Axis
+# along which the cumulative sum is computed..." → *summary*: "Return the cumulative sum of
+# the elements along a given axis."
+#
+# `dlkit.summarize` collects about 2,300 such pairs from the pinned numpy 2.4.6 and torch
+# 2.13.0, splits them by a stable hash of the summary (about 10% for validation) and trains a
+# SentencePiece unigram tokenizer on the training split with T5's ids (pad 0, eos 1, unk 2);
+# it is cached in `data/summarize/` and rebuilt the same way when missing (a few seconds).
+# The source's own setting (XSum, t5-small's tokenizer, documents cut at 1,024 tokens and
+# summaries at 128, two epochs on a GPU) is real code in the same module, at the end.
+#
+# You write four functions, the last part of `assignments/transformer.py` (its Part 7):
+#
+# - `collate_summaries`: one padded batch. Documents are padded with `pad_id`; the labels
+#   (the summaries, each ending with EOS) with **-100**, the value `F.cross_entropy` ignores;
+#   the decoder input is the labels shifted right behind the start token (EOS for this model,
+#   as in part one), with -100 fed as PAD.
+# - `masked_token_loss`: the mean cross-entropy over the real target tokens only.
+# - `greedy_summarize`: greedy decoding that stops as soon as every row has produced EOS.
+# - `train_summarizer`: teacher forcing. Each step feeds the whole shifted summary to the
+#   decoder at once, and the causal mask makes position t predict token t from tokens < t.
+
+# %%
+check(transformer, "summarize/");
+
+# %% [markdown]
+# The corpus and the tokenizer. The documents are cut at `max_source_len` tokens and the
+# summaries at `max_target_len`, EOS included; the table shows how much of them that keeps.
+
+# %%
+from dlkit import summarize
+from grader.suites.transformer import MAX_SUMMARY_LOSS, SUMMARIZE, summarize_loss
+
+corpus = summarize.docstring_corpus()
+splits = summarize.corpus_splits(corpus)
+tokenizer = summarize.load_tokenizer(corpus=corpus)
+print(f"{len(corpus)} pairs: {len(splits['train'])} training, {len(splits['validation'])} "
+      f"validation; vocabulary {tokenizer.get_piece_size()}, pad {tokenizer.pad_id()}, "
+      f"eos {tokenizer.eos_id()}, unk {tokenizer.unk_id()}")
+example_pair = splits["validation"][3]
+print(example_pair["name"], "|", example_pair["summary"])
+print(tokenizer.encode(example_pair["summary"], out_type=str))
+lengths = {k: [len(ids) for ids in tokenizer.encode([p[k] for p in splits["train"]])]
+           for k in ("document", "summary")}
+for k, plural, cut in (("document", "documents", SUMMARIZE["max_source_len"]),
+                       ("summary", "summaries", SUMMARIZE["max_target_len"])):
+    kept = sum(n < cut for n in lengths[k]) / len(lengths[k])
+    print(f"{plural}: median {sorted(lengths[k])[len(lengths[k]) // 2]} tokens; "
+          f"{kept:.0%} fit in {cut} (EOS included) without being cut")
+
+# %% [markdown]
+# Training. `SUMMARIZE` holds the graded case's settings: a 2-layer model with `d_model = 64`,
+# documents cut at 64 tokens, 500 steps of 32 pairs (a minute or two on a laptop CPU). The graded
+# case runs your `train_summarizer` on your `Transformer`, then the course's reference code
+# computes the **validation loss** of the trained weights (teacher-forced cross-entropy per
+# summary token) on pairs your code never receives; it must be below `MAX_SUMMARY_LOSS`.
+# For scale: predicting every token from the training summaries' token frequencies scores
+# about 5.6, an untrained model about 7.6. With `DLCOURSE_QUICK=1` a tiny run stands in
+# (its numbers are meaningless).
+
+# %%
+if QUICK:
+    summarize_profile = dict(SUMMARIZE, model=dict(max_len=64, n_layers=1, d_model=32, n_heads=4,
+                                                   d_ffn=64, p_drop=0.0), steps=20, warmup=5)
+else:
+    summarize_profile = SUMMARIZE
+p = summarize_profile
+train_data = summarize.encode_pairs(tokenizer, splits["train"], p["max_source_len"], p["max_target_len"])
+valid_data = summarize.encode_pairs(tokenizer, splits["validation"], p["max_source_len"],
+                                    p["max_target_len"])
+documents = summarize.unflatten(train_data["documents"], train_data["document_lengths"])
+summaries = summarize.unflatten(train_data["summaries"], train_data["summary_lengths"])
+
+seed_everything(0)
+summarizer = transformer.Transformer(summarize.VOCAB_SIZE, summarize.PAD_ID, summarize.EOS_ID,
+                                     **p["model"])
+print(f"{sum(q.numel() for q in summarizer.parameters()):,} parameters")
+bar = tqdm(total=p["steps"], desc="training", mininterval=1.0)
+
+
+def show_progress(step, total, loss):
+    bar.update(1)
+    if step % 25 == 0:
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+
+started = time.perf_counter()
+summary_losses = transformer.train_summarizer(
+    summarizer, documents, summaries, steps=p["steps"], batch_size=p["batch_size"], lr=p["lr"],
+    max_source_len=p["max_source_len"], max_target_len=p["max_target_len"], warmup=p["warmup"],
+    device=device, on_step=show_progress)
+bar.close()
+print(f"trained in {time.perf_counter() - started:.0f} s")
+
+# %% [markdown]
+# The loss curve, with the validation loss of the final weights as a dashed line.
+
+# %%
+validation_loss = summarize_loss(transformer, summarizer, valid_data, device)
+window = max(1, len(summary_losses) // 25)
+smooth = torch.tensor(summary_losses).unfold(0, window, 1).mean(1)
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(summary_losses, alpha=0.35, label="training, per step")
+ax.plot(range(window - 1, len(summary_losses)), smooth, label=f"training, mean of {window} steps")
+ax.axhline(validation_loss, color="k", linestyle="--", label=f"validation {validation_loss:.2f}")
+ax.set(xlabel="step", ylabel="cross-entropy per token", title="summarization loss")
+ax.legend()
+plt.show()
+print(f"validation loss {validation_loss:.3f} (the autograder asks for < {MAX_SUMMARY_LOSS})")
+if QUICK:
+    print("quick mode: far too short a run to reach it; unset DLCOURSE_QUICK for the real one")
+
+# %% [markdown]
+# Generated summaries next to the references, and ROUGE (the overlap of unigrams, bigrams and
+# the longest common subsequence with the reference, as F-measures; `rouge-score`, the
+# implementation the source uses). Expect generic summaries ("Return the ... of an array."):
+# a model this small learns the style of docstrings long before their content.
+
+# %%
+def to_text(ids):
+    ids = ids.tolist()
+    if summarize.EOS_ID in ids:
+        ids = ids[:ids.index(summarize.EOS_ID)]
+    return tokenizer.decode([i for i in ids if i != summarize.PAD_ID])
+
+
+valid_docs = summarize.unflatten(valid_data["documents"], valid_data["document_lengths"])
+generated = []
+for start in tqdm(range(0, len(valid_docs), 64), desc="generating"):
+    batch = transformer.collate_summaries(valid_docs[start:start + 64], [[0]] * len(valid_docs[start:start + 64]),
+                                          summarize.PAD_ID, summarize.EOS_ID,
+                                          p["max_source_len"], p["max_target_len"])
+    out = transformer.greedy_summarize(summarizer.eval(), batch["input_ids"].to(device),
+                                       p["max_target_len"])
+    generated += [to_text(row) for row in out.cpu()]
+references = [pair["summary"] for pair in splits["validation"]]
+for pair, text in list(zip(splits["validation"], generated))[:6]:
+    print(f"{pair['name']}\n  reference: {pair['summary']}\n  generated: {text}")
+scores = summarize.rouge(generated, references)
+print("ROUGE F-measures on the validation docstrings:",
+      ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+
+# %% [markdown]
+# **The source's setting.** With a GPU, XSum saved by `datasets` (`DatasetDict.save_to_disk`),
+# the source's subset indices and t5-small's tokenizer in local folders, `dlkit.summarize`
+# reproduces the source's run: `load_xsum_subset` and `load_t5_tokenizer` read them,
+# `tokenize_pairs` cuts at 1,024 and 128 tokens, and `train_xsum` trains the source's model
+# (4 + 4 layers, `d_model = 512`, 8 heads, `d_ffn = 2048`, dropout 0.1) for two epochs of
+# batch 16 (AdamW, lr 1e-4, weight decay 0.01, 10% warm-up) with your `train_summarizer`,
+# and reports the validation loss after each epoch (the source expects it near 5.0). Nothing
+# is downloaded: the paths are arguments.
 #
 # When you are done, run `make grade A=transformer` in a terminal: it prints the score table on
-# the public inputs, the training case included. Your grade comes from the course's autograder,
+# the public inputs, the training cases included. Your grade comes from the course's autograder,
 # which runs the same cases on other inputs.
 #
-# ## Part 8. Written questions
+# ## Part 9. Written questions
 #
 # Answer briefly (a few sentences each) in the cells below.
 #

@@ -7,7 +7,10 @@ You build every piece of a Transformer that learns to add and subtract integers:
    then with a key-padding mask and a causal flag;
 3. multi-head attention with `q_proj/k_proj/v_proj/o_proj`;
 4. layer norm, the feed-forward block, sinusoidal and learned positions;
-5. post-LN encoder and decoder layers, the encoder-decoder model, greedy decoding.
+5. post-LN encoder and decoder layers, the encoder-decoder model, greedy decoding;
+6. part two: the same model trained to summarize real text (docstrings of numpy and torch
+   offline, XSum in the source's setting): padded batches with -100 labels, the masked
+   token loss, greedy decoding that stops at EOS, a teacher-forced training loop.
 
 Conventions used everywhere in this file:
 - Batch first: sequences are (B, T, C).
@@ -19,7 +22,8 @@ Conventions used everywhere in this file:
   to float32 and the weights cast back to the dtype of `v`; float32 and float64 inputs keep
   their own precision. The graded cases use float64 inputs and weights (create new tensors
   with the dtype and device of your inputs), except `sinusoidal_positions` (float32 by
-  contract), one float32 row in `attention/vectorized` and the training case.
+  contract), one float32 row each in `attention/vectorized` and `summarize/masked_loss`,
+  and the training cases.
 
 Run `make grade` to score this file; `notebooks/transformer.ipynb` walks through it.
 """
@@ -409,4 +413,127 @@ def greedy_decode(model: Transformer, input_ids: torch.Tensor, max_new_tokens: i
         finished |= next_id.eq(model.eos_id)
         generated = torch.cat([generated, next_id[:, None]], dim=1)
     return generated[:, 1:]
+    # END SOLUTION
+
+
+# ---------------------------------------------------------------------------------------
+# Part 7. Summarization: batches, the masked loss, decoding that stops, training
+# ---------------------------------------------------------------------------------------
+
+IGNORE_INDEX = -100  # label of a padded target position: no loss, fed to the decoder as PAD
+
+
+def collate_summaries(documents: list[list[int]], summaries: list[list[int]], pad_id: int,
+                      eos_id: int, max_source_len: int,
+                      max_target_len: int) -> dict[str, torch.Tensor]:
+    """One padded batch of (document, summary) token-id lists, as int64 tensors.
+
+    Each document is cut to max_source_len - 1 tokens and EOS is appended; each summary is
+    cut to max_target_len - 1 tokens and EOS is appended. S and T are the longest such rows
+    of this batch (not the maximum lengths). Returns
+        input_ids (B, S): documents, padded with pad_id at the end;
+        labels (B, T): summaries, padded with -100 (IGNORE_INDEX) at the end;
+        decoder_input_ids (B, T): labels shifted right with eos_id as the start token,
+            [eos_id, labels[:, :-1]], every -100 replaced by pad_id (what
+            `Transformer.shift_right` does).
+    """
+    # BEGIN SOLUTION
+    # HINT: append EOS after cutting, pad each row to the longest, then shift the labels right.
+    if len(documents) != len(summaries) or not documents:
+        raise ValueError(f"need as many summaries as documents (>= 1), got "
+                         f"{len(documents)} and {len(summaries)}")
+    if max_source_len < 1 or max_target_len < 1:
+        raise ValueError(f"max_source_len={max_source_len} and max_target_len={max_target_len} "
+                         f"must be >= 1 (room for EOS)")
+    sources = [list(d[:max_source_len - 1]) + [eos_id] for d in documents]
+    targets = [list(t[:max_target_len - 1]) + [eos_id] for t in summaries]
+    S, T = max(map(len, sources)), max(map(len, targets))
+    input_ids = torch.tensor([row + [pad_id] * (S - len(row)) for row in sources])
+    labels = torch.tensor([row + [IGNORE_INDEX] * (T - len(row)) for row in targets])
+    decoder_input_ids = torch.full_like(labels, eos_id)
+    decoder_input_ids[:, 1:] = labels[:, :-1]
+    decoder_input_ids = decoder_input_ids.masked_fill(decoder_input_ids.eq(IGNORE_INDEX), pad_id)
+    return {"input_ids": input_ids, "labels": labels, "decoder_input_ids": decoder_input_ids}
+    # END SOLUTION
+
+
+def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose label is not -100.
+
+    logits (B, T, V), labels (B, T) int64. Each real target token counts once, whatever row
+    it is in: the sum of their losses over their number (not over B * T, and not a mean of
+    per-row means). A scalar in at least float32 (float16 logits are upcast first).
+    """
+    # BEGIN SOLUTION
+    # HINT: F.cross_entropy over flattened (B*T, V) logits with ignore_index=-100.
+    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+    # END SOLUTION
+
+
+@torch.no_grad()
+def greedy_summarize(model: Transformer, input_ids: torch.Tensor,
+                     max_new_tokens: int) -> torch.Tensor:
+    """Greedy decoding (as `greedy_decode`, starting from EOS) that stops early.
+
+    Returns the generated ids (B, t) without the starting EOS, where t <= max_new_tokens is
+    the step at which the last row produced EOS (max_new_tokens if some row never does).
+    A row that has produced EOS continues with PAD.
+    """
+    # BEGIN SOLUTION
+    # HINT: greedy_decode's loop, plus a break once every row is finished.
+    memory, memory_mask = model.encode(input_ids)
+    out = input_ids.new_full((input_ids.shape[0], 1), model.eos_id)  # (B, 1): the start
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    for _ in range(max_new_tokens):
+        token = model.decode(out, memory, memory_mask)[:, -1].argmax(-1)  # (B,)
+        token = token.masked_fill(done, model.pad_id)
+        done = done | token.eq(model.eos_id)
+        out = torch.cat([out, token[:, None]], dim=1)
+        if bool(done.all()):
+            break
+    return out[:, 1:]
+    # END SOLUTION
+
+
+def train_summarizer(model: Transformer, documents: list[list[int]],
+                     summaries: list[list[int]], *, steps: int, batch_size: int, lr: float,
+                     max_source_len: int, max_target_len: int, warmup: int = 50, seed: int = 0,
+                     device="cpu", on_step=None) -> list[float]:
+    """Teacher forcing: returns the training loss of every step.
+
+    Each step draws `batch_size` pairs with `dlkit.train.batches(len(documents), batch_size,
+    torch.Generator().manual_seed(seed))`, builds them with `collate_summaries`, runs
+    `model.decode(decoder_input_ids, *model.encode(input_ids))` and takes one AdamW step
+    (weight decay 0.01, gradients clipped to norm 1) on `masked_token_loss`, with the
+    learning rate `lr * dlkit.train.warmup_cosine(step, steps, warmup)`. on_step(step,
+    steps, loss) is called after each step (the grader reports progress with it). Leaves the
+    model in eval mode.
+    """
+    # BEGIN SOLUTION
+    # HINT: dlkit.train.train_seq2seq is the same loop for fixed-size batches: adapt it.
+    from dlkit.train import batches, warmup_cosine
+    model.to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, steps, warmup))
+    sampler = batches(len(documents), batch_size, torch.Generator().manual_seed(seed))
+    losses = []
+    for step in range(steps):
+        index = next(sampler).tolist()
+        batch = collate_summaries([documents[i] for i in index], [summaries[i] for i in index],
+                                  model.pad_id, model.eos_id, max_source_len, max_target_len)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model.decode(batch["decoder_input_ids"], *model.encode(batch["input_ids"]))
+        loss = masked_token_loss(logits, batch["labels"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, steps, losses[-1])
+    model.eval()
+    return losses
     # END SOLUTION

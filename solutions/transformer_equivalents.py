@@ -166,4 +166,76 @@ EQUIVALENTS = {
     after_eos = new.eq(model.eos_id).long().cumsum(dim=1) - new.eq(model.eos_id).long() > 0
     return new.masked_fill(after_eos, model.pad_id)
 """)]),
+    "collate_pad_sequence": (
+        "collate_summaries with torch.nn.utils.rnn.pad_sequence and the decoder inputs by "
+        "torch.cat",
+        [("""    sources = [list(d[:max_source_len - 1]) + [eos_id] for d in documents]
+    targets = [list(t[:max_target_len - 1]) + [eos_id] for t in summaries]
+    S, T = max(map(len, sources)), max(map(len, targets))
+    input_ids = torch.tensor([row + [pad_id] * (S - len(row)) for row in sources])
+    labels = torch.tensor([row + [IGNORE_INDEX] * (T - len(row)) for row in targets])
+    decoder_input_ids = torch.full_like(labels, eos_id)
+    decoder_input_ids[:, 1:] = labels[:, :-1]
+    decoder_input_ids = decoder_input_ids.masked_fill(decoder_input_ids.eq(IGNORE_INDEX), pad_id)
+""", """    from torch.nn.utils.rnn import pad_sequence
+    eos = torch.tensor([eos_id])
+    input_ids = pad_sequence([torch.cat([torch.tensor(d[:max_source_len - 1], dtype=torch.long),
+                                         eos]) for d in documents],
+                             batch_first=True, padding_value=pad_id)
+    labels = pad_sequence([torch.cat([torch.tensor(t[:max_target_len - 1], dtype=torch.long),
+                                      eos]) for t in summaries],
+                          batch_first=True, padding_value=IGNORE_INDEX)
+    shifted = torch.cat([torch.full((labels.shape[0], 1), eos_id), labels[:, :-1]], dim=1)
+    decoder_input_ids = torch.where(shifted == IGNORE_INDEX, pad_id, shifted)
+""")]),
+    "loss_log_softmax_gather": (
+        "the masked loss by hand: log_softmax, gather at the labels, a sum over the kept "
+        "positions divided by their count",
+        [("""    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+""", """    keep = labels != IGNORE_INDEX
+    picked = torch.log_softmax(wide, dim=-1).gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+    return -(picked * keep).sum() / keep.sum()
+""")]),
+    "loss_boolean_index": (
+        "the masked loss as a plain cross-entropy over the rows selected by a boolean mask",
+        [("""    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+""", """    keep = labels.ne(IGNORE_INDEX)
+    return F.cross_entropy(wide[keep], labels[keep])
+""")]),
+    "summarize_via_greedy_decode": (
+        "greedy_summarize runs greedy_decode for every step, then drops the columns after the "
+        "step where the last row produced EOS",
+        [("""    memory, memory_mask = model.encode(input_ids)
+    out = input_ids.new_full((input_ids.shape[0], 1), model.eos_id)  # (B, 1): the start
+    done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    for _ in range(max_new_tokens):
+        token = model.decode(out, memory, memory_mask)[:, -1].argmax(-1)  # (B,)
+        token = token.masked_fill(done, model.pad_id)
+        done = done | token.eq(model.eos_id)
+        out = torch.cat([out, token[:, None]], dim=1)
+        if bool(done.all()):
+            break
+    return out[:, 1:]
+""", """    generated = greedy_decode(model, input_ids, max_new_tokens)
+    ended = generated == model.eos_id
+    if not ended.any(dim=1).all():
+        return generated
+    return generated[:, :int(ended.int().argmax(dim=1).max()) + 1]
+""")]),
+    "summarize_while_loop": (
+        "greedy_summarize as a while loop whose condition checks the step budget and the rows "
+        "still running",
+        [("""    for _ in range(max_new_tokens):
+        token = model.decode(out, memory, memory_mask)[:, -1].argmax(-1)  # (B,)
+        token = token.masked_fill(done, model.pad_id)
+        done = done | token.eq(model.eos_id)
+        out = torch.cat([out, token[:, None]], dim=1)
+        if bool(done.all()):
+            break
+""", """    while out.shape[1] <= max_new_tokens and not done.all():
+        token = torch.where(done, model.pad_id,
+                            model.decode(out, memory, memory_mask)[:, -1].argmax(-1))
+        done = done | (token == model.eos_id)
+        out = torch.cat([out, token.unsqueeze(1)], dim=1)
+""")]),
 }

@@ -79,4 +79,55 @@ MUTANTS = {
         "greedy_decode keeps generating after a row produced EOS: later tokens must be PAD",
         [("next_id = logits[:, -1].argmax(-1).masked_fill(finished, model.pad_id)",
           "next_id = logits[:, -1].argmax(-1)")]),
+    "labels_padded_with_pad": (
+        "summary labels were padded with pad_id instead of -100: the padding then counts in "
+        "the loss and the model learns to predict PAD",
+        [("row + [IGNORE_INDEX] * (T - len(row))", "row + [pad_id] * (T - len(row))")]),
+    "decoder_inputs_not_shifted": (
+        "decoder_input_ids are the labels themselves, not shifted right: the decoder sees the "
+        "token it must predict (teacher forcing needs [eos_id, labels[:, :-1]])",
+        [("""    decoder_input_ids = torch.full_like(labels, eos_id)
+    decoder_input_ids[:, 1:] = labels[:, :-1]
+""", """    decoder_input_ids = labels.clone()
+""")]),
+    "decoder_starts_with_pad": (
+        "decoder_input_ids start with pad_id (T5's convention) instead of this model's start "
+        "token, eos_id",
+        [("decoder_input_ids = torch.full_like(labels, eos_id)",
+          "decoder_input_ids = torch.full_like(labels, pad_id)")]),
+    "summary_without_eos": (
+        "summaries got no EOS at the end: the model never learns where a summary stops",
+        [("targets = [list(t[:max_target_len - 1]) + [eos_id] for t in summaries]",
+          "targets = [list(t[:max_target_len - 1]) for t in summaries]")]),
+    "cut_without_room_for_eos": (
+        "documents were cut at max_source_len before appending EOS: rows come out one token "
+        "longer than max_source_len",
+        [("sources = [list(d[:max_source_len - 1]) + [eos_id] for d in documents]",
+          "sources = [list(d[:max_source_len]) + [eos_id] for d in documents]")]),
+    "loss_averaged_over_padding": (
+        "the masked loss divides by every position (B * T), padding included, instead of the "
+        "number of real target tokens",
+        [("    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)",
+          "    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,"
+          "\n                           reduction=\"sum\") / labels.numel()")]),
+    "loss_mean_of_row_means": (
+        "the masked loss is a mean of per-row means: a short summary's tokens weigh more than "
+        "a long one's; every real token must count once",
+        [("    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)",
+          "    return torch.stack([F.cross_entropy(w, t, ignore_index=IGNORE_INDEX)"
+          "\n                        for w, t in zip(wide, labels)]).mean()")]),
+    "stops_when_first_row_ends": (
+        "greedy_summarize stops as soon as one row has produced EOS: it must wait for every row",
+        [("if bool(done.all()):", "if bool(done.any()):")]),
+    "never_stops_early": (
+        "greedy_summarize always runs max_new_tokens steps: it must stop once every row has "
+        "produced EOS",
+        [("""        if bool(done.all()):
+            break
+""", "")]),
+    "keeps_generating_after_eos": (
+        "greedy_summarize keeps generating in rows that have produced EOS: what follows EOS "
+        "must be PAD",
+        [("""        token = token.masked_fill(done, model.pad_id)
+""", "")]),
 }

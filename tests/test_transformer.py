@@ -189,7 +189,8 @@ def test_softmax_keeps_float64_and_upcasts_half_precision():
 
 def test_numeric_cases_run_in_float64():
     """Float outputs are float64, except where float32 is the contract."""
-    float32_ok = {("positions/sinusoidal", None), ("attention/vectorized", "float32")}
+    float32_ok = {("positions/sinusoidal", None), ("attention/vectorized", "float32"),
+                  ("summarize/masked_loss", "float32")}
     for case in S.suite.select(training=False):
         expected = public_case(case.name)["expected"]
         items = expected.items() if isinstance(expected, dict) else [(None, expected)]
@@ -298,3 +299,183 @@ def test_arithmetic_evaluate_names_mismatched_weights_in_one_line():
         case.evaluate(T, weights, {"ids": ids}, torch.device("cpu"))
     message = str(info.value)
     assert "\n" not in message and "emb_ln.weight" in message and "extra.weight" in message
+
+
+# ---------------------------------------------------------------------------------------
+# Part two: summarization
+# ---------------------------------------------------------------------------------------
+
+from dlkit import summarize  # noqa: E402
+
+
+def test_collate_pads_labels_with_minus_100_and_shifts_behind_eos():
+    batch = T.collate_summaries([[5, 6, 7, 8, 9], [5]], [[3, 4], [3, 4, 5, 6]], 0, 1, 4, 4)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 1], [5, 1, 0, 0]]
+    assert batch["labels"].tolist() == [[3, 4, 1, -100], [3, 4, 5, 1]]
+    assert batch["decoder_input_ids"].tolist() == [[1, 3, 4, 1], [1, 3, 4, 5]]
+    model = T.Transformer(10, 0, 1, 8, 1, 8, 2, 16, 0.0)
+    assert torch.equal(model.shift_right(batch["labels"]), batch["decoder_input_ids"])
+    with pytest.raises(ValueError, match="as many summaries"):
+        T.collate_summaries([[5]], [[3], [4]], 0, 1, 4, 4)
+    with pytest.raises(ValueError, match="room for EOS"):
+        T.collate_summaries([[5]], [[3]], 0, 1, 0, 4)
+
+
+def test_masked_loss_counts_each_real_token_once():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
+    labels = torch.tensor([[1, -100, -100], [2, 3, 4]])
+    per_token = -torch.log_softmax(logits, -1)
+    expected = (per_token[0, 0, 1] + per_token[1, 0, 2] + per_token[1, 1, 3]
+                + per_token[1, 2, 4]) / 4
+    assert torch.allclose(T.masked_token_loss(logits, labels), expected)
+    half = T.masked_token_loss(logits.half(), labels)
+    assert half.dtype == torch.float32
+
+
+def test_greedy_summarize_stops_once_every_row_ended():
+    entry = public_case("summarize/greedy_stops")
+    batch = entry["expected"]["batch"]
+    ended = batch.eq(S.EOS)
+    assert ended.any(1).all()
+    ends = ended.float().argmax(1)
+    assert len(set(ends.tolist())) >= 2 and int(ends.max()) == batch.shape[1] - 1
+    assert entry["expected"]["ends_at_once"].shape[1] == 1
+    assert entry["expected"]["never_ends"].shape[1] == 4
+    for name in ("stops_when_first_row_ends", "never_stops_early", "keeps_generating_after_eos"):
+        assert name in entry["mutants"]
+
+
+def test_corpus_is_deterministic_sized_and_split_by_summary():
+    corpus = summarize.docstring_corpus()
+    assert corpus == summarize.docstring_corpus()
+    assert 2000 <= len(corpus) <= 3000
+    splits = summarize.corpus_splits(corpus)
+    assert 0.05 < len(splits["validation"]) / len(corpus) < 0.15
+    train_summaries = {p["summary"] for p in splits["train"]}
+    assert not train_summaries & {p["summary"] for p in splits["validation"]}
+    builtin = {" ".join(f.__doc__.split("\n\n")[0].split()) for f in (str.isalpha, str.upper,
+                                                                      dict.get, list.index)}
+    assert not builtin & {p["summary"] for p in corpus}  # only what numpy and torch define
+    manifest = summarize.corpus_manifest(corpus)
+    assert manifest["numpy"] == "2.4.6" and manifest["pairs"] == len(corpus)
+
+
+def test_tokenizer_builds_identically_with_t5_ids(tmp_path):
+    corpus = summarize.docstring_corpus()[:400]
+    one = summarize.build_tokenizer(tmp_path / "one", corpus).read_bytes()
+    two = summarize.build_tokenizer(tmp_path / "two", corpus).read_bytes()
+    assert one == two  # byte for byte, wherever it is built
+    assert summarize.build_tokenizer(tmp_path / "one", corpus[:300]).read_bytes() != one
+    tok = summarize.load_tokenizer(tmp_path / "one", corpus)  # stale manifest: rebuilt
+    assert (tmp_path / "one" / "spm.model").read_bytes() == one
+    assert (tok.pad_id(), tok.eos_id(), tok.unk_id(), tok.bos_id()) == (0, 1, 2, -1)
+    assert tok.get_piece_size() == summarize.VOCAB_SIZE
+
+
+def test_rouge_works_offline_and_scores_overlap():
+    scores = summarize.rouge(["Return the sum of the array."], ["Return the sum of an array."])
+    assert 0.6 < scores["rouge1"] < 1.0 and scores["rougeL"] <= scores["rouge1"]
+    assert summarize.rouge(["a b"], ["a b"])["rouge2"] == 1.0
+    with pytest.raises(ValueError):
+        summarize.rouge(["a"], [])
+
+
+def test_summarize_case_keeps_validation_pairs_from_the_child():
+    case = S.suite["summarize/train"]
+    x = authoring.case_inputs(case, case.seed(0))
+    assert set(x) == {"documents", "document_lengths", "summaries", "summary_lengths", "seed"}
+    held = S.summarize_reference(x)["data"]
+    def pairs(d):
+        return set(zip(map(tuple, summarize.unflatten(d["documents"], d["document_lengths"])),
+                       map(tuple, summarize.unflatten(d["summaries"], d["summary_lengths"]))))
+    train, valid = pairs(x), pairs(held)
+    assert len(valid) > 200 and not train & valid
+    assert int(x["document_lengths"].max()) <= S.SUMMARIZE["max_source_len"] - 1
+
+
+def test_summarize_case_returns_weights_and_the_reference_evaluates_them(monkeypatch):
+    """In-process and shortened: call -> state_dict -> evaluate (reference) -> judge."""
+    from grader import sandbox
+    case = S.suite["summarize/train"]
+    monkeypatch.setitem(S.SUMMARIZE, "steps", 3)
+    reports = []
+    monkeypatch.setattr(sandbox, "report_progress",
+                        lambda step, total, loss=None: reports.append((step, total)),
+                        raising=False)
+    x = authoring.case_inputs(case, case.seed(0))
+    weights = authoring.run_case(case, T, x)
+    assert "lm_head.weight" in weights and reports[-1] == (3, 3)
+    held = S.summarize_reference(x)["data"]
+    loss = case.evaluate(T, weights, held, torch.device("cpu"))
+    assert loss.dtype == torch.float64 and loss.dim() == 0
+    verdict = judge(case, loss, torch.zeros((), dtype=torch.float64))
+    assert verdict.measure == "loss" and not verdict.passed  # 3 steps teach nothing
+
+
+def write_xsum_standin(root):
+    """A tiny XSum in the source's layout (save_to_disk, fields document/summary/id) and a
+    t5-style tokenizer folder (spiece.model with pad 0, eos 1, unk 2)."""
+    import datasets
+    import sentencepiece as spm
+    words = "the a cat dog sat ran on under mat log red blue big small fast slow".split()
+    g = torch.Generator().manual_seed(0)
+
+    def text(n):
+        return " ".join(words[i] for i in torch.randint(len(words), (n,), generator=g).tolist())
+    splits = {}
+    for split, n in (("train", 40), ("validation", 8), ("test", 8)):
+        docs = [text(30) for _ in range(n)]
+        splits[split] = datasets.Dataset.from_dict(
+            {"document": docs, "summary": [" ".join(d.split()[:5]) for d in docs],
+             "id": [f"{split}{i}" for i in range(n)]})
+    datasets.DatasetDict(splits).save_to_disk(str(root / "xsum"))
+    (root / "t5").mkdir()
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(text(20) for _ in range(200)))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(root / "t5" / "spiece"),
+                                   vocab_size=30, pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                   num_threads=1, minloglevel=2)
+    indices = root / "indices.json"
+    indices.write_text('{"train": [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, '
+                       '32, 34], "validation": [1, 3, 5], "test": [0]}')
+    return root / "xsum", root / "t5", indices
+
+
+def test_xsum_path_runs_on_a_tiny_standin(tmp_path):
+    xsum, t5, indices = write_xsum_standin(tmp_path)
+    subset = summarize.load_xsum_subset(xsum, summarize.load_subset_indices(indices))
+    assert [len(subset[s]) for s in ("train", "validation", "test")] == [18, 3, 1]
+    tok = summarize.load_t5_tokenizer(t5)
+    assert (tok.pad_token_id, tok.eos_token_id) == (0, 1)
+    docs, sums = summarize.tokenize_pairs(tok, subset["train"]["document"],
+                                          subset["train"]["summary"], max_source=12, max_target=4)
+    assert max(map(len, docs)) == 12 and max(map(len, sums)) == 4 and docs[0][-1] == 1
+    result = summarize.train_xsum(
+        T, xsum, t5, indices, device="cpu",
+        model_config=dict(max_len=summarize.XSUM_MAX_SOURCE, n_layers=1, d_model=16,
+                          n_heads=2, d_ffn=32, p_drop=0.1), training=dict(batch_size=4))
+    assert result["steps_per_epoch"] == 4 and len(result["losses"]) == 8
+    assert len(result["validation_losses"]) == 2
+    assert all(math.isfinite(v) for v in result["validation_losses"])
+
+
+def test_xsum_loaders_name_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no XSum copy"):
+        summarize.load_xsum_subset(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="spiece.model"):
+        summarize.load_t5_tokenizer(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"train": []}')
+    with pytest.raises(ValueError, match="train/validation/test"):
+        summarize.load_subset_indices(bad)
+
+
+def test_subset_indices_read_the_sources_blob_format(tmp_path):
+    import base64
+    import gzip
+    import json
+    blob = tmp_path / "blob.txt"
+    blob.write_bytes(base64.b64encode(gzip.compress(json.dumps([[3, 1], [2], [0]]).encode())))
+    assert summarize.load_subset_indices(blob) == {"train": [3, 1], "validation": [2],
+                                                   "test": [0]}

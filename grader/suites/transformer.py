@@ -15,16 +15,17 @@ comments below each group):
     minimum, and what `.float()` gives) moves float64 outputs by up to 5e-7 of their scale.
 Known mistakes move outputs by 1e-2 of their scale or more (both margins >= 100x). The
 exceptions are float32 by contract: `sinusoidal_positions` returns float32 (tolerance 1e-4;
-float32 frequencies err by ~2e-6), and `attention/vectorized` has one float32 row that checks
-the output keeps the dtype of `v`.
+float32 frequencies err by ~2e-6), `attention/vectorized` has one float32 row that checks
+the output keeps the dtype of `v`, and `summarize/masked_loss` one whose loss stays float32.
 
 Rows with a batch of one catch a bare `.squeeze()`; one multi-head case uses 3 heads of
 width 8 and another 8 heads of width 4 (not the default 4 x 8), and one encoder layer case
 other widths, so code that hard-codes a size fails, and is named.
 
-The training case (end of this file) trains the student's model in the sandbox for a fixed
-number of steps, returns its weights, and the reference's `greedy_decode` scores them on
-held-out problems that never reach the child.
+The training cases train the student's model in the sandbox for a fixed number of steps and
+return its weights: the reference's `greedy_decode` scores them on held-out problems
+(`train/arithmetic`), or the reference's collate and loss measure the validation loss on
+held-out docstrings (`summarize/train`); the held-out data never reaches the child.
 """
 from functools import partial
 
@@ -744,3 +745,271 @@ suite.add(Case(
     "train/arithmetic", 10, arithmetic_inputs, arithmetic_call, reference=arithmetic_held_out,
     evaluate=arithmetic_evaluate, min_accuracy=MIN_ACCURACY, time_limit=1500.0,
     hint="train the other parts first: this case trains your Transformer from scratch"))
+
+
+# ---------------------------------------------------------------------------------------
+# Part 7. Summarization: batches, the masked loss, decoding that stops at EOS
+# ---------------------------------------------------------------------------------------
+#
+# Token ids here are random; every row has its own length, so padding applied to the wrong
+# row or the wrong side shows. Some rows are longer than the maximum lengths (they are cut,
+# then get EOS), and one batch has a single row.
+
+S_PAD, S_EOS = 0, 1  # T5's ids, as in the summarization tokenizer
+
+
+def token_rows(g, n, low, high, vocab=50):
+    lengths = torch.randint(low, high + 1, (n,), generator=g).tolist()
+    return [torch.randint(3, vocab, (k,), generator=g).tolist() for k in lengths]
+
+
+def collate_inputs(g):
+    return {"documents": token_rows(g, 5, 1, 12), "summaries": token_rows(g, 5, 1, 7),
+            "one_document": token_rows(g, 1, 2, 6), "one_summary": token_rows(g, 1, 1, 4),
+            "long_document": token_rows(g, 2, 12, 15), "long_summary": token_rows(g, 2, 8, 9)}
+
+
+def collate_call(m, x, device):
+    out = {}
+    for key, docs, sums in (("batch", x["documents"], x["summaries"]),
+                            ("one", x["one_document"], x["one_summary"]),
+                            ("cut", x["long_document"], x["long_summary"])):
+        batch = m.collate_summaries(docs, sums, S_PAD, S_EOS, 10, 6)
+        for name in ("input_ids", "labels", "decoder_input_ids"):
+            out[f"{key}_{name}"] = batch[name]
+    return out
+
+
+suite.add(Case(
+    "summarize/collate", 3, collate_inputs, collate_call,
+    hint="cut to max_len - 1, append EOS, pad documents with pad_id and labels with -100; "
+         "decoder_input_ids = [eos_id, labels[:, :-1]] with -100 -> pad_id"))
+
+
+def masked_loss_inputs(g):
+    B, T, V = 4, 6, 11
+    labels = torch.randint(0, V, (B, T), generator=g)
+    lengths = torch.randperm(T, generator=g)[:B] + 1  # distinct lengths, one may be full
+    labels = labels.masked_fill(torch.arange(T)[None, :] >= lengths[:, None], -100)
+    return {"logits": randn(g, B, T, V, scale=2.0), "labels": labels,
+            "logits32": inputs.randn(g, 2, 5, 7, scale=2.0),
+            "labels32": torch.tensor([[1, 2, 3, -100, -100], [4, 5, 6, 0, 1]])}
+
+
+def masked_loss_call(m, x, device):
+    # float32 or float64 for float64 logits is the student's choice: compared in float64
+    return {"float64": m.masked_token_loss(x["logits"], x["labels"]).to(F64),
+            "one": m.masked_token_loss(x["logits"][:1], x["labels"][:1]).to(F64),
+            "float32": m.masked_token_loss(x["logits32"], x["labels32"])}
+
+
+suite.add(Case(
+    "summarize/masked_loss", 2, masked_loss_inputs, masked_loss_call, tol=SOFTMAX_TOL,
+    hint="sum of the cross-entropies of positions whose label is not -100, over their number"))
+
+
+# Rows that end at different steps are rare with random weights: EOS's bias +3 and a 10x
+# stronger cross-attention make a draw qualify after 1-10 tries (measured on 10 seeds).
+GREEDY_STOP = dict(eos_bias=3.0, cross_scale=10.0, max_new_tokens=12, rows=4)
+
+
+def torch_state_of(state: dict, prefix: str, decoder: bool) -> dict:
+    """The inverse of `layer_state`: one layer's weights under torch.nn's names."""
+    out = {}
+    attentions = [("self_attn.", "self_attn.")] + ([("multihead_attn.", "cross_attn.")]
+                                                    if decoder else [])
+    for theirs, ours in attentions:
+        out[theirs + "in_proj_weight"] = torch.cat(
+            [state[f"{prefix}{ours}{n}_proj.weight"] for n in "qkv"])
+        out[theirs + "in_proj_bias"] = torch.cat(
+            [state[f"{prefix}{ours}{n}_proj.bias"] for n in "qkv"])
+        out[theirs + "out_proj.weight"] = state[f"{prefix}{ours}o_proj.weight"]
+        out[theirs + "out_proj.bias"] = state[f"{prefix}{ours}o_proj.bias"]
+    norms = ["self_attn_ln", "cross_attn_ln", "ffn_ln"] if decoder else ["self_attn_ln", "ffn_ln"]
+    for i, name in enumerate(norms, start=1):
+        out[f"norm{i}.weight"] = state[f"{prefix}{name}.weight"]
+        out[f"norm{i}.bias"] = state[f"{prefix}{name}.bias"]
+    for i in (1, 2):
+        out[f"linear{i}.weight"] = state[f"{prefix}ffn.fc{i}.weight"]
+        out[f"linear{i}.bias"] = state[f"{prefix}ffn.fc{i}.bias"]
+    return out
+
+
+def torch_parts(state: dict):
+    """The model of `state` rebuilt from torch.nn layers (float64), for expected values."""
+    layers = {side: [with_state(torch_layer(side == "decoder_layers"),
+                                torch_state_of(state, f"{side}.{i}.", side == "decoder_layers"))
+                     for i in range(MODEL["n_layers"])]
+              for side in ("encoder_layers", "decoder_layers")}
+    return state, layers
+
+
+def torch_greedy(state, layers, ids, max_new_tokens):
+    """Greedy decoding with torch.nn layers that stops once every row produced EOS."""
+    def embed(tokens):
+        positions = torch.arange(tokens.shape[1])
+        x = state["emb_word.weight"][tokens] + state["emb_pos.weight"][positions]
+        return F.layer_norm(x, (D_MODEL,), state["emb_ln.weight"], state["emb_ln.bias"])
+    memory, memory_mask = embed(ids), ids.eq(PAD)
+    for layer in layers["encoder_layers"]:
+        memory = layer(memory, src_key_padding_mask=memory_mask)
+    out = ids.new_full((ids.shape[0], 1), EOS)
+    done = torch.zeros(ids.shape[0], dtype=torch.bool)
+    for _ in range(max_new_tokens):
+        T = out.shape[1]
+        x = embed(out)
+        for layer in layers["decoder_layers"]:
+            x = layer(x, memory, tgt_mask=torch.ones(T, T, dtype=torch.bool).triu(1),
+                      tgt_key_padding_mask=out.eq(PAD), memory_key_padding_mask=memory_mask)
+        token = (x[:, -1] @ state["emb_word.weight"].T + state["lm_head.bias"]).argmax(-1)
+        token = token.masked_fill(done, PAD)
+        done |= token.eq(EOS)
+        out = torch.cat([out, token[:, None]], dim=1)
+        if done.all():
+            break
+    return out[:, 1:]
+
+
+def varied_endings_state(g, ids):
+    """Random weights whose greedy rows all end within the step budget, at different steps
+    (so stopping at the first finished row, or never stopping, shows). Redrawn until so."""
+    p = GREEDY_STOP
+    for _ in range(200):
+        state = model_state(g, p["eos_bias"])
+        for k in state:  # stronger cross-attention: where a row ends depends on its input
+            if k.startswith("decoder_layers.") and ".cross_attn." in k and k.endswith("weight"):
+                state[k] = state[k] * p["cross_scale"]
+        ended = torch_greedy(*torch_parts(state), ids, p["max_new_tokens"]).eq(EOS)
+        if ended.any(1).all() and len(set(ended.float().argmax(1).tolist())) >= 2:
+            return state
+    raise RuntimeError("no random model with varied endings in 200 draws")
+
+
+def greedy_stop_inputs(g):
+    rows = GREEDY_STOP["rows"]
+    ids = torch.randint(0, 16, (rows, 9), generator=g)
+    ids = ids.masked_fill(padding_mask(g, rows, 9), PAD)
+    return {"ids": ids, "state": varied_endings_state(g, ids)}
+
+
+# output: (EOS bias shift, rows, max_new_tokens); +30 ends every row at once, -60 never
+GREEDY_STOP_CALLS = {"batch": (0.0, slice(None), GREEDY_STOP["max_new_tokens"]),
+                     "one": (0.0, slice(1, 2), GREEDY_STOP["max_new_tokens"]),
+                     "ends_at_once": (30.0, slice(0, 3), 5),
+                     "never_ends": (-60.0, slice(0, 2), 4)}
+
+
+def eos_shifted(state: dict, shift: float) -> dict:
+    state = dict(state)
+    state["lm_head.bias"] = state["lm_head.bias"].clone()
+    state["lm_head.bias"][EOS] += shift
+    return state
+
+
+def greedy_stop_reference(x):
+    """Expected values from torch.nn layers (nothing of the reference solution)."""
+    return {key: torch_greedy(*torch_parts(eos_shifted(x["state"], shift)), x["ids"][rows],
+                              steps)
+            for key, (shift, rows, steps) in GREEDY_STOP_CALLS.items()}
+
+
+def greedy_stop_call(m, x, device):
+    out = {}
+    for key, (shift, rows, steps) in GREEDY_STOP_CALLS.items():
+        model = load_state(m.Transformer(**MODEL), eos_shifted(x["state"], shift), device, F64)
+        out[key] = m.greedy_summarize(model, x["ids"][rows], steps)
+    return out
+
+
+suite.add(Case(
+    "summarize/greedy_stops", 2, greedy_stop_inputs, greedy_stop_call,
+    reference=greedy_stop_reference,
+    hint="greedy_decode's loop with PAD after EOS, and a break once every row has produced EOS"))
+
+
+# ---------------------------------------------------------------------------------------
+# Training: summarizing numpy's and torch's docstrings, validation loss by the reference
+# ---------------------------------------------------------------------------------------
+#
+# The corpus, its split and its SentencePiece tokenizer are `dlkit.summarize`'s (built here,
+# cached under data/summarize/). The child gets the training pairs' ids only and runs the
+# student's `train_summarizer` on the student's Transformer for a fixed number of steps;
+# `evaluate` runs the REFERENCE collate, model and loss on the validation pairs, which only
+# the expected values hold. The validation docstrings are in numpy's and torch's installed
+# sources, which the sandbox can read: a submission could train on them on purpose (as it
+# could generate the held-out arithmetic problems); only the evaluation is protected.
+
+SUMMARIZE = dict(max_source_len=64, max_target_len=32,
+                 model=dict(max_len=64, n_layers=2, d_model=64, n_heads=4, d_ffn=256,
+                            p_drop=0.0),
+                 steps=500, batch_size=32, lr=3e-3, warmup=50, threads=1)
+# Calibrated in-process (call -> weights -> reference evaluate -> judge), 500 steps: the
+# reference's validation loss 3.069 and 3.058 (generator seeds 0 and 1); the unigram
+# distribution of the training summaries' tokens scores 5.64, the untrained model 7.64.
+# 3.5 leaves 0.43 above the worst reference run and 2.1 below the unigram baseline.
+# (Teacher-forced, in nats per summary token, EOS included; 246 validation summaries.)
+MAX_SUMMARY_LOSS = 3.5
+
+
+def summarize_split(name: str) -> dict:
+    from dlkit import summarize
+    corpus = summarize.docstring_corpus()
+    tokenizer = summarize.load_tokenizer(corpus=corpus)
+    return summarize.encode_pairs(tokenizer, summarize.corpus_splits(corpus)[name],
+                                  SUMMARIZE["max_source_len"], SUMMARIZE["max_target_len"])
+
+
+def summarize_inputs(g):
+    """The training pairs' ids (flattened, int16) and the seed of the batch order."""
+    return {**summarize_split("train"),
+            "seed": torch.randint(0, 2**31 - 1, (), generator=g)}
+
+
+def summarize_reference(x):
+    """{"data": the validation pairs' ids}: they reach the evaluating sandbox only."""
+    return {"data": summarize_split("validation")}
+
+
+def summarize_call(m, x, device):
+    from dlkit.summarize import VOCAB_SIZE, unflatten
+    p = SUMMARIZE
+
+    def train():
+        torch.manual_seed(0)
+        model = m.Transformer(VOCAB_SIZE, S_PAD, S_EOS, **p["model"])
+        m.train_summarizer(model, unflatten(x["documents"], x["document_lengths"]),
+                           unflatten(x["summaries"], x["summary_lengths"]), steps=p["steps"],
+                           batch_size=p["batch_size"], lr=p["lr"],
+                           max_source_len=p["max_source_len"],
+                           max_target_len=p["max_target_len"], warmup=p["warmup"],
+                           seed=int(x["seed"]) % 1000, device=device, on_step=progress_hook())
+        return trained_state(model)
+    return with_threads(p["threads"], train)
+
+
+def summarize_loss(ref, model, data, device) -> float:
+    """Mean cross-entropy of every validation summary token (EOS included), teacher-forced."""
+    from dlkit.summarize import teacher_forced_loss, unflatten
+    return teacher_forced_loss(ref, model, unflatten(data["documents"], data["document_lengths"]),
+                               unflatten(data["summaries"], data["summary_lengths"]),
+                               SUMMARIZE["max_source_len"], SUMMARIZE["max_target_len"],
+                               device=device)
+
+
+def summarize_evaluate(ref, weights, data, device):
+    """Run by the grader with the reference module: the validation loss of the weights."""
+    from dlkit.summarize import VOCAB_SIZE
+    model = load_trained(ref.Transformer(VOCAB_SIZE, S_PAD, S_EOS, **SUMMARIZE["model"]),
+                         weights).to(device).eval()
+    return torch.tensor(summarize_loss(ref, model, data, device), dtype=F64)
+
+
+# Time limit: a backstop for 500 steps on one thread. Through the sandbox the reference took
+# 141 s of wall time with this 2-core machine loaded about 4.5x (other graders running); in
+# process it needs about 60 s of CPU time. 1200 s is 8x the loaded run.
+suite.add(Case(
+    "summarize/train", 10, summarize_inputs, summarize_call,
+    reference=summarize_reference, evaluate=summarize_evaluate, max_loss=MAX_SUMMARY_LOSS,
+    time_limit=1200.0,
+    hint="train the other parts first: this trains your Transformer with your collate, loss "
+         "and train_summarizer; the grader measures the loss on held-out docstrings"))
