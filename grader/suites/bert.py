@@ -1,0 +1,848 @@
+"""The graded cases of the `bert` assignment (BERT from scratch, masked-LM pretraining,
+fine-tuning a frozen pretrained BERT, and its attention maps).
+
+Exact cases run in float64 with weights drawn from the case's seeded generator under the
+assignment's parameter names. Expected values come from formulas written here
+independently of the reference where one is short (scaled dot-product attention, the
+multi-head layer), from `torch.nn.TransformerEncoderLayer` with copied weights (the
+block: GELU, post-LN, key padding mask), from `transformers`' own attention maps
+(`output_attentions=True`, for `bert_attention`), and from the reference elsewhere. Correct
+code lands around 1e-15, so TOL = 1e-8 leaves a margin of about 1e6; every known mistake
+moves an output by 1e-2 of its scale or more (`python -m grader audit bert`).
+
+`mask_inputs` is specified down to its draws (rand, rand, randint with the caller's
+generator), so under a fixed generator the masked text and labels are compared exactly;
+on the source's setting its proportions must also lie within 5 standard deviations of the
+expected 0.15 labelled, 0.12 masked and 0.135 changed.
+
+The training case (end of this file) fine-tunes the student's BERTGRUSentiment, wrapped
+around the frozen pretrained MiniLM, inside the sandbox on speeches from Shakespeare's
+comedies and tragedies; it returns the head's weights (not BERT's: it stays frozen) and the
+reference code classifies held-out speeches the child never receives.
+"""
+import math
+
+import torch
+from torch import nn
+
+from dlkit import bert_data
+from grader.cases import Case, Property, Suite
+from grader.inputs import load_state, on_one_thread, randn, torch_threads
+
+suite = Suite("bert")
+F64 = torch.float64
+TOL = 1e-8
+
+MHA = dict(embed_dim=12, n_heads=3, attn_drop_rate=0.0)
+BLOCK = dict(embed_dim=12, n_heads=3, attn_drop_rate=0.0, layer_drop_rate=0.0)
+BERT = dict(n_layers=2, vocab_size=11, embed_dim=12, n_heads=3, attn_drop_rate=0.0,
+            layer_drop_rate=0.0)
+TINY_BERT = dict(vocab_size=50, hidden_size=8, layers=2, heads=2, max_positions=32)
+HEAD = dict(hidden_dim=5, output_dim=1, n_layers=2, bidirectional=True, dropout=0.0)
+
+
+def add(case: Case) -> Case:
+    """Add an exact (non-training) case, run on one torch thread."""
+    return suite.add(on_one_thread(case))
+
+
+# ---------------------------------------------------------------------------------------
+# Builders
+# ---------------------------------------------------------------------------------------
+
+def reference_bert():
+    """The reference solution module (fixture builder and audit only: inputs are never
+    built inside the sandbox), imported without replacing a `bert` module already loaded."""
+    import sys
+    from dlkit.utils import REPO_ROOT, load_assignment
+    saved = sys.modules.get("bert")
+    module = load_assignment("bert", REPO_ROOT / "solutions")
+    if saved is not None:
+        sys.modules["bert"] = saved
+    return module
+
+
+def random_state(module: nn.Module, g) -> dict:
+    """The module's state_dict redrawn from `g` in float64: matrices ~ N(0, 1/fan_in)
+    (embeddings N(0, 1)), LayerNorm weights near 1, biases small."""
+    norms = {name for name, sub in module.named_modules() if isinstance(sub, nn.LayerNorm)}
+    embeddings = {name for name, sub in module.named_modules() if isinstance(sub, nn.Embedding)}
+    state = {}
+    for key, value in module.state_dict().items():
+        owner = key.rsplit(".", 1)[0] if "." in key else ""
+        if not value.is_floating_point():
+            state[key] = value.clone()
+        elif owner in embeddings or "embeddings" in key and value.dim() == 2:
+            state[key] = randn(g, *value.shape, dtype=F64)
+        elif value.dim() == 2:
+            state[key] = randn(g, *value.shape, dtype=F64) / math.sqrt(value.shape[1])
+        elif (owner in norms or owner.endswith("LayerNorm")) and key.endswith("weight"):
+            state[key] = 1.0 + randn(g, *value.shape, scale=0.1, dtype=F64)
+        else:
+            state[key] = randn(g, *value.shape, scale=0.1, dtype=F64)
+    return state
+
+
+_SHAPES: dict = {}
+
+
+def state_for(name: str, g, **config) -> dict:
+    """Random float64 weights for the reference's `name(**config)`, by parameter name."""
+    key = (name, tuple(sorted(config.items())))
+    if key not in _SHAPES:
+        _SHAPES[key] = getattr(reference_bert(), name)(**config)
+    return random_state(_SHAPES[key], g)
+
+
+def build(m, name: str, config: dict, state: dict, device):
+    return load_state(getattr(m, name)(**config), state, device, dtype=F64)
+
+
+def tiny_bert_state(g) -> dict:
+    return random_state(bert_data.tiny_bert(**TINY_BERT), g)
+
+
+def tiny_bert(state: dict, device):
+    """The small `transformers` BertModel with `state`, float64, eval mode."""
+    return load_state(bert_data.tiny_bert(**TINY_BERT), state, device, dtype=F64)
+
+
+def key_mask(g, B: int, T: int) -> torch.Tensor:
+    """(B, T) float 0/1, 1 = hidden key; every row keeps its first key."""
+    mask = (torch.rand(B, T, generator=g) < 0.4).to(F64)
+    mask[:, 0] = 0
+    return mask
+
+
+# ---------------------------------------------------------------------------------------
+# The formulas, written independently of the reference solution
+# ---------------------------------------------------------------------------------------
+
+def attention_formula(q, k, v, mask=None):
+    """(values, weights) of softmax(q k^T / sqrt(d)) v with hidden key columns."""
+    scores = torch.einsum("bhtd,bhsd->bhts", q, k) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores + torch.where(mask.bool(), -math.inf, 0.0)[:, None, None, :]
+    weights = scores.softmax(dim=-1)
+    return torch.einsum("bhts,bhsd->bhtd", weights, v), weights
+
+
+def mha_formula(state: dict, x, n_heads: int, mask=None):
+    """The fused-qkv layer: row block [3d h, 3d (h + 1)) of qkv_proj is head h's q, k, v."""
+    B, T, E = x.shape
+    d = E // n_heads
+    qkv = (x @ state["qkv_proj.weight"].T + state["qkv_proj.bias"]).view(B, T, n_heads, 3, d)
+    q, k, v = (qkv[:, :, :, i].transpose(1, 2) for i in range(3))       # (B, h, T, d)
+    values, _ = attention_formula(q, k, v, mask)
+    merged = values.transpose(1, 2).reshape(B, T, E)
+    return merged @ state["o_proj.weight"].T + state["o_proj.bias"]
+
+
+def torch_encoder_layer(state: dict, embed_dim: int, n_heads: int) -> nn.Module:
+    """torch.nn.TransformerEncoderLayer (post-LN, GELU, FFN width E) with the block's
+    weights; the fused projection's per-head [q k v] rows are regrouped into torch's
+    [all q; all k; all v] layout."""
+    layer = nn.TransformerEncoderLayer(embed_dim, n_heads, dim_feedforward=embed_dim,
+                                       dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=False, dtype=F64)
+    d = embed_dim // n_heads
+    w = state["attention.qkv_proj.weight"].view(n_heads, 3, d, embed_dim)
+    b = state["attention.qkv_proj.bias"].view(n_heads, 3, d)
+    with torch.no_grad():
+        layer.self_attn.in_proj_weight.copy_(w.transpose(0, 1).reshape(3 * embed_dim, embed_dim))
+        layer.self_attn.in_proj_bias.copy_(b.transpose(0, 1).reshape(3 * embed_dim))
+        layer.self_attn.out_proj.weight.copy_(state["attention.o_proj.weight"])
+        layer.self_attn.out_proj.bias.copy_(state["attention.o_proj.bias"])
+        for ours, theirs in (("ffn.0", "linear1"), ("ffn.2", "linear2"), ("norm1", "norm1"),
+                             ("norm2", "norm2")):
+            getattr(layer, theirs).weight.copy_(state[f"{ours}.weight"])
+            getattr(layer, theirs).bias.copy_(state[f"{ours}.bias"])
+    return layer.eval()
+
+
+# ---------------------------------------------------------------------------------------
+# Part 1. Attention, the multi-head layer, the block, BERT
+# ---------------------------------------------------------------------------------------
+
+# The source's printed demo (seed 1234): q, k, v (1, 1, 3, 2), mask (1, 3), no dropout.
+DEMO_Q = [[0.0461, 0.4024], [-1.0115, 0.2167], [-0.6123, 0.5036]]
+DEMO_K = [[0.2310, 0.6931], [-0.2669, 2.1785], [0.1021, -0.2590]]
+DEMO_V = [[-0.1549, -1.3706], [-0.1319, 0.8848], [-0.2611, 0.6104]]
+DEMO_MASK = [[0.0, 1.0, 0.0]]
+DEMO_VALUES = [[-0.2007, -0.5155], [-0.2066, -0.4067], [-0.2005, -0.5194]]  # as printed
+DEMO_ATTENTION = [[0.5683, 0.0, 0.4317], [0.5134, 0.0, 0.4866], [0.5703, 0.0, 0.4297]]
+
+
+def attention_inputs(g):
+    B, H, T, D = 2, 3, 5, 4
+    demo = {name: torch.tensor(value, dtype=F64)[None, None]
+            for name, value in (("q", DEMO_Q), ("k", DEMO_K), ("v", DEMO_V))}
+    return {"demo": {**demo, "mask": torch.tensor(DEMO_MASK, dtype=F64)},
+            "q": randn(g, B, H, T, D, dtype=F64), "k": randn(g, B, H, T, D, dtype=F64),
+            "v": randn(g, B, H, T, D, dtype=F64), "mask": key_mask(g, B, T)}
+
+
+def attention_reference(x):
+    demo = x["demo"]
+    dv, dw = attention_formula(demo["q"], demo["k"], demo["v"], demo["mask"])
+    mv, mw = attention_formula(x["q"], x["k"], x["v"], x["mask"])
+    nv, nw = attention_formula(x["q"], x["k"], x["v"])
+    return {"demo_values": dv, "demo_attention": dw, "values": mv, "attention": mw,
+            "no_mask_values": nv, "no_mask_attention": nw,
+            "bool_mask_values": mv}
+
+
+def attention_call(m, x, device):
+    demo = x["demo"]
+    dv, dw = m.scaled_dot_product(demo["q"], demo["k"], demo["v"], attn_drop_rate=0.0,
+                                  mask=demo["mask"])
+    mv, mw = m.scaled_dot_product(x["q"], x["k"], x["v"], 0.0, x["mask"])
+    nv, nw = m.scaled_dot_product(x["q"], x["k"], x["v"], 0.0)
+    bv, _ = m.scaled_dot_product(x["q"], x["k"], x["v"], 0.0, x["mask"].bool())
+    return {"demo_values": dv, "demo_attention": dw, "values": mv, "attention": mw,
+            "no_mask_values": nv, "no_mask_attention": nw, "bool_mask_values": bv}
+
+
+add(Case("attention/scaled_dot_product", 4, attention_inputs, attention_call,
+         reference=attention_reference, tol=TOL,
+         properties=[Property(lambda o: bool((o["demo_attention"][..., 1] == 0).all()),
+                              "the masked key column must get weight exactly 0",
+                              "masked column is 0")],
+         hint="logits = q @ k^T / sqrt(d); masked_fill(mask[:, None, None, :], -inf) hides "
+              "key COLUMNS; softmax(dim=-1); dropout; @ v"))
+
+
+DROP = 0.5
+
+
+def dropout_inputs(g):
+    return {"q": randn(g, 4, 2, 16, 8, dtype=F64), "k": randn(g, 4, 2, 16, 8, dtype=F64),
+            "v": randn(g, 4, 2, 16, 8, dtype=F64)}
+
+
+def dropout_call(m, x, device):
+    torch.manual_seed(0)
+    _, kept = m.scaled_dot_product(x["q"], x["k"], x["v"], 0.0)
+    _, dropped = m.scaled_dot_product(x["q"], x["k"], x["v"], DROP)
+    zero = dropped == 0
+    scaled = torch.isclose(dropped, kept / (1 - DROP), rtol=1e-9, atol=0.0)
+    fraction = zero.double().mean()
+    return {"zero_or_scaled": (zero | scaled).all(), "some_dropped": fraction > 0.3,
+            "not_all_dropped": fraction < 0.7}
+
+
+add(Case("attention/dropout", 1, dropout_inputs, dropout_call, tol=TOL,
+         hint="F.dropout(attention, p=attn_drop_rate): each weight is zeroed with "
+              "probability p and the rest are divided by 1 - p"))
+
+
+def mha_inputs(g):
+    B, T, E = 3, 6, MHA["embed_dim"]
+    return {"state": state_for("MultiHeadAttention", g, **MHA), "x": randn(g, B, T, E, dtype=F64),
+            "mask": key_mask(g, B, T), "one": randn(g, 1, 4, E, dtype=F64)}
+
+
+def mha_reference(x):
+    s, h = x["state"], MHA["n_heads"]
+    return {"masked": mha_formula(s, x["x"], h, x["mask"]), "no_mask": mha_formula(s, x["x"], h),
+            "batch_of_one": mha_formula(s, x["one"], h),
+            "eval_without_dropout": mha_formula(s, x["x"], h, x["mask"]),
+            "source_shape": torch.tensor([3, 2, 16])}
+
+
+def mha_call(m, x, device):
+    layer = build(m, "MultiHeadAttention", MHA, x["state"], device)
+    out = {"masked": layer(x["x"], x["mask"]), "no_mask": layer(x["x"]),
+           "batch_of_one": layer(x["one"])}
+    dropping = build(m, "MultiHeadAttention", {**MHA, "attn_drop_rate": 0.9}, x["state"], device)
+    torch.manual_seed(0)
+    out["eval_without_dropout"] = dropping.eval()(x["x"], x["mask"])
+    torch.manual_seed(0)  # the source's shape check: E 16, 4 heads, batch 3, length 2
+    source = m.MultiHeadAttention(16, 4, 0.1).to(device)
+    embeds, mask = torch.randn(3, 2, 16).to(device), torch.zeros(3, 2).to(device)
+    out["source_shape"] = torch.tensor(tuple(source(embeds, mask).shape))
+    return out
+
+
+add(Case("mha/forward", 4, mha_inputs, mha_call, reference=mha_reference, tol=TOL,
+         hint="qkv_proj(x).reshape(B, T, heads, 3 * head_dim).permute(0, 2, 1, 3).chunk(3, -1); "
+              "attention with dropout only in training mode; merge the heads; then o_proj"))
+
+
+def init_inputs(g):
+    return {"seed": torch.randint(0, 2**31 - 1, (1,), generator=g)}
+
+
+def init_call(m, x, device):
+    torch.manual_seed(int(x["seed"]))
+    layer = m.MultiHeadAttention(24, 4, 0.1)
+    out = {}
+    for name, fan_out in (("qkv_proj", 72), ("o_proj", 24)):
+        w, b = getattr(layer, name).weight, getattr(layer, name).bias
+        bound = math.sqrt(6 / (24 + fan_out))
+        out[name] = {"shape": torch.tensor(tuple(w.shape)), "zero_bias": (b == 0).all(),
+                     "within_xavier_bound": (w.abs() <= bound).all(),
+                     "fills_the_bound": w.abs().max() > 0.9 * bound}
+    return out
+
+
+add(Case("mha/reset_parameters", 1, init_inputs, init_call, tol=TOL,
+         hint="qkv_proj = nn.Linear(E, 3E), o_proj = nn.Linear(E, E); _reset_parameters: "
+              "nn.init.xavier_uniform_ on the weights, nn.init.zeros_ on the biases"))
+
+
+def block_inputs(g):
+    B, T, E = 3, 6, BLOCK["embed_dim"]
+    return {"state": state_for("TransformerBlock", g, **BLOCK), "x": randn(g, B, T, E, dtype=F64),
+            "mask": key_mask(g, B, T)}
+
+
+def block_reference(x):
+    layer = torch_encoder_layer(x["state"], BLOCK["embed_dim"], BLOCK["n_heads"])
+    with torch.no_grad():
+        masked = layer(x["x"], src_key_padding_mask=x["mask"].bool())
+        plain = layer(x["x"])
+    return {"masked": masked, "no_mask": plain, "mask_passed_on": x["mask"],
+            "chained": layer(layer(x["x"]))}
+
+
+def block_call(m, x, device):
+    block = build(m, "TransformerBlock", BLOCK, x["state"], device)
+    out, mask = block((x["x"], x["mask"]))
+    plain, _ = block((x["x"], None))
+    chained, _ = nn.Sequential(block, block)((x["x"], None))
+    return {"masked": out, "no_mask": plain, "mask_passed_on": mask, "chained": chained}
+
+
+add(Case("block/vs_torch_encoder_layer", 4, block_inputs, block_call,
+         reference=block_reference, tol=TOL,
+         hint="h = norm1(x + dropout(attention(x, mask))); out = norm2(h + ffn(h)) with "
+              "ffn = Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout); return (out, mask)"))
+
+
+def bert_inputs(g):
+    B, T = 3, 7
+    text = torch.randint(0, BERT["vocab_size"] + 1, (B, T), generator=g)  # the [MASK] id too
+    return {"state": state_for("BertModel", g, **BERT), "text": text, "mask": key_mask(g, B, T)}
+
+
+def own_class(cls) -> bool:
+    """False when the name is the library's BertModel (an import that shadows yours)."""
+    return not getattr(cls, "__module__", "").startswith("transformers")
+
+
+def bert_call(m, x, device):
+    B, T = x["text"].shape
+    if not own_class(m.BertModel):
+        empty = torch.zeros(B, T, BERT["vocab_size"], dtype=F64)
+        return {"logits": empty, "masked_logits": empty, "own_class": torch.tensor(False),
+                "source_shape": torch.tensor([0, 0, 0])}
+    model = build(m, "BertModel", BERT, x["state"], device)
+    torch.manual_seed(0)  # the source's shape check: 2 layers, vocabulary 10, E 16, 4 heads
+    source = m.BertModel(2, 10, 16, 4, 0.1, 0.1).to(device)
+    return {"logits": model(x["text"]), "masked_logits": model(x["text"], x["mask"]),
+            "own_class": torch.tensor(True),
+            "source_shape": torch.tensor(tuple(source(torch.randint(0, 10, (3, 2)).to(device))
+                                               .shape))}
+
+
+add(Case("bert/forward", 3, bert_inputs, bert_call, tol=TOL,
+         hint="embedding (vocab_size + 1 rows) -> pos_encoding -> layers((x, mask)) -> "
+              "mlm_head; keep the name BertModel yours (no `from transformers import BertModel`)"))
+
+
+# ---------------------------------------------------------------------------------------
+# Part 2. Masked-LM pretraining
+# ---------------------------------------------------------------------------------------
+
+MASK_ID, VOCAB = 30, 30  # the mask token is the extra id vocab_size, as in BertModel
+
+
+def mask_inputs_inputs(g):
+    text = torch.randint(1, VOCAB // 2, (6, 40), generator=g)  # random ids reach the rest
+    lengths = torch.randint(10, 41, (6,), generator=g)
+    text[torch.arange(40)[None] >= lengths[:, None]] = 0                 # right padding
+    return {"text": text, "seed": torch.randint(0, 2**31 - 1, (1,), generator=g)}
+
+
+def mask_inputs_call(m, x, device):
+    text, seed = x["text"], int(x["seed"])
+    before = text.clone()
+
+    def run(**kwargs):
+        masked, labels = m.mask_inputs(text, MASK_ID, VOCAB, generator=torch.Generator(
+            device=text.device).manual_seed(seed), **kwargs)
+        return {"masked_text": masked, "labels": labels}
+    return {"defaults": run(), "rate_0_4": run(mask_rate=0.4), "only_mask": run(only_mask=True),
+            "no_padding": run(pad_id=None, mask_rate=0.3),
+            "input_unchanged": torch.tensor(torch.equal(before, text))}
+
+
+add(Case("mlm/mask_inputs", 4, mask_inputs_inputs, mask_inputs_call, tol=TOL,
+         hint="select = rand < mask_rate and not padding; kind = rand: < 0.8 mask, < 0.9 "
+              "random token (randint(0, vocab_size)), else unchanged; labels -100 where not "
+              "selected"))
+
+
+SOURCE_MLM = dict(batch=128, length=128, vocab_size=100)  # the source's pretraining setting
+
+
+def proportions(masked, labels, text, mask_id):
+    n = text.numel()
+    return {"changed": (masked != text).sum().double() / n,
+            "masked": (masked == mask_id).sum().double() / n,
+            "labelled": (labels != -100).sum().double() / n}
+
+
+def within(p: float, n: int, value) -> bool:
+    """value within 5 standard deviations of a binomial proportion p over n draws."""
+    return abs(float(value) - p) <= 5 * math.sqrt(p * (1 - p) / n)
+
+
+N_SOURCE = SOURCE_MLM["batch"] * SOURCE_MLM["length"]
+P_LABELLED, P_MASKED = 0.15, 0.15 * 0.8
+P_CHANGED = 0.15 * (0.8 + 0.1 * (1 - 1 / SOURCE_MLM["vocab_size"]))  # a random token may be itself
+
+
+def source_mlm_inputs(g):
+    shape = (SOURCE_MLM["batch"], SOURCE_MLM["length"])
+    return {"text": torch.randint(1, SOURCE_MLM["vocab_size"], shape, generator=g,
+                                  dtype=torch.int16),  # 4x smaller fixtures
+            "seed": torch.randint(0, 2**31 - 1, (1,), generator=g)}
+
+
+def source_mlm_call(m, x, device):
+    text, V = x["text"].long(), SOURCE_MLM["vocab_size"]
+    masked, labels = m.mask_inputs(text, V, V, 0.15, 0, generator=torch.Generator(
+        device=text.device).manual_seed(int(x["seed"])))
+    return proportions(masked, labels, text, V)
+
+
+add(Case("mlm/source_proportions", 2, source_mlm_inputs, source_mlm_call, tol=TOL,
+         properties=[Property(lambda o: within(P_LABELLED, N_SOURCE, o["labelled"]),
+                              "about 15% of the tokens must be labelled", "0.15 labelled"),
+                     Property(lambda o: within(P_MASKED, N_SOURCE, o["masked"]),
+                              "about 12% (80% of 15%) must become [MASK]", "0.12 masked"),
+                     Property(lambda o: within(P_CHANGED, N_SOURCE, o["changed"]),
+                              "about 13.5% must change (mask or a different random token)",
+                              "0.135 changed")],
+         hint="15% selected; of those 80% [MASK], 10% a random id, 10% unchanged, chosen "
+              "per token"))
+
+
+class PlainSGD:
+    """p -= lr * p.grad with the optimiser interface (torch.optim's first construction in
+    a fresh process imports torch._dynamo: seconds spent on nothing here)."""
+
+    def __init__(self, params, lr: float):
+        self.params, self.lr = [p for p in params if p.requires_grad], lr
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self):
+        for p in self.params:
+            if p.grad is not None:
+                p -= self.lr * p.grad
+
+
+def step_inputs(g):
+    x = mask_inputs_inputs(g)
+    x["text"] = x["text"][:, :12].clone()
+    x["text"][:, :2] = torch.randint(1, VOCAB, (6, 2), generator=g)     # no empty row
+    x["state"] = state_for("BertModel", g, **{**BERT, "vocab_size": VOCAB})
+    return x
+
+
+def step_call(m, x, device):
+    model = build(m, "BertModel", {**BERT, "vocab_size": VOCAB}, x["state"], device)
+    model.train()  # dropout rates are 0: training mode changes nothing else
+    optimizer = PlainSGD(model.parameters(), lr=0.5)
+    generator = torch.Generator(device=x["text"].device).manual_seed(int(x["seed"]))
+    losses = [m.pretraining_step(model, optimizer, x["text"], MASK_ID, VOCAB, mask_rate=0.3,
+                                 pad_id=0, generator=generator) for _ in range(2)]
+    return {"losses": torch.tensor(losses, dtype=F64),
+            "weights": {k: v.detach() for k, v in model.state_dict().items()}}
+
+
+add(Case("mlm/pretraining_step", 4, step_inputs, step_call, tol=TOL,
+         hint="masked, labels = mask_inputs(...); logits = model(masked, text == pad_id); "
+              "F.cross_entropy(logits.reshape(-1, V), labels.flatten()); zero_grad(); "
+              "loss.backward(); optimizer.step(); return loss.item()"))
+
+
+LN_100 = math.log(100)
+# The source's model (2 layers, E 64, 4 heads, vocabulary 100, dropout 0.1) on one batch of
+# 16 sequences of 64 uniform random tokens, masked afresh at each of 20 AdamW steps (lr
+# 3e-3, weight decay 0.01). Uniform tokens cannot be predicted beyond ln(99), so the loss
+# starts a little above ln(100) (the initial logits' spread) and falls towards it.
+# Measured (reference, seeds 0-9): first loss 4.70-4.85 (at most 0.24 from ln 100: bound
+# 0.35); mean of the last three 4.53-4.60, a fall of 0.14-0.29 (threshold 0.05). Without
+# loss.backward() the weights never move and the "fall" is masking noise, -0.10 to +0.09:
+# that mistake is caught for certain by mlm/pretraining_step, not here.
+MIN_FALL, STEPS, LR = 0.05, 20, 3e-3
+
+
+def loss_curve_inputs(g):
+    return {"text": torch.randint(1, SOURCE_MLM["vocab_size"], (16, 64), generator=g),
+            "seed": torch.randint(0, 2**31 - 1, (1,), generator=g)}
+
+
+def loss_curve_call(m, x, device):
+    torch.manual_seed(int(x["seed"]))
+    V = SOURCE_MLM["vocab_size"]
+    model = m.BertModel(2, V, 64, 4, 0.1, 0.1).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+    generator = torch.Generator(device=device).manual_seed(int(x["seed"]))
+    losses = [m.pretraining_step(model, optimizer, x["text"], V, V, 0.15, 0,
+                                 generator=generator) for _ in range(STEPS)]
+    first, last = losses[0], sum(losses[-3:]) / 3
+    return {"first_near_ln_vocab": torch.tensor(abs(first - LN_100) < 0.35),
+            "loss_falls": torch.tensor(last < first - MIN_FALL)}
+
+
+add(Case("mlm/loss_falls", 2, loss_curve_inputs, loss_curve_call, tol=TOL,
+         hint="at initialisation the loss is about ln(vocab_size) = 4.6; it must fall within "
+              "a few steps (does loss.backward() run before optimizer.step()?)"))
+
+
+# ---------------------------------------------------------------------------------------
+# Part 3. Fine-tuning on a frozen BERT
+# ---------------------------------------------------------------------------------------
+
+def head_state(g, bert_state: dict, **config) -> dict:
+    """Random float64 weights of BERTGRUSentiment(tiny bert, **config)."""
+    key = ("BERTGRUSentiment", tuple(sorted(config.items())))
+    if key not in _SHAPES:
+        _SHAPES[key] = reference_bert().BERTGRUSentiment(bert_data.tiny_bert(**TINY_BERT),
+                                                         **config)
+    state = random_state(_SHAPES[key], g)
+    state.update({f"bert.{k}": v for k, v in bert_state.items()})
+    return state
+
+
+def classifier(m, config: dict, state: dict, device):
+    model = m.BERTGRUSentiment(bert_data.tiny_bert(**TINY_BERT), **config)
+    return load_state(model, state, device, dtype=F64)
+
+
+UNI = dict(hidden_dim=4, output_dim=2, n_layers=1, bidirectional=False, dropout=0.0)
+
+
+def text_batch(g, B: int = 4, T: int = 9):
+    return torch.randint(1, TINY_BERT["vocab_size"], (B, T), generator=g)
+
+
+def gru_inputs(g):
+    bert = tiny_bert_state(g)
+    return {"bi": head_state(g, bert, **HEAD), "uni": head_state(g, bert, **UNI),
+            "text": text_batch(g), "one": text_batch(g, 1, 5)}
+
+
+def gru_call(m, x, device):
+    bi, uni = classifier(m, HEAD, x["bi"], device), classifier(m, UNI, x["uni"], device)
+    logits = bi(x["text"])
+    logits.sum().backward()
+    bert_grads = [p.grad for p in bi.bert.parameters() if p.grad is not None]
+    return {"bidirectional": logits.detach(), "unidirectional": uni(x["text"]).detach(),
+            "batch_of_one": bi(x["one"]).detach(),
+            "no_gradient_into_bert": torch.tensor(not bert_grads)}
+
+
+add(Case("finetune/bert_gru_forward", 3, gru_inputs, gru_call, tol=TOL,
+         hint="with torch.no_grad(): bert(text)[0]; _, hidden = rnn(embedded); "
+              "cat(hidden[-2], hidden[-1], dim=1) when bidirectional, else hidden[-1]; "
+              "dropout; out"))
+
+
+def accuracy_inputs(g):
+    return {"preds": randn(g, 10, scale=2.0, dtype=F64),
+            "y": torch.randint(0, 2, (10,), generator=g).to(F64)}
+
+
+def accuracy_call(m, x, device):
+    preds, y = x["preds"], x["y"]
+    flipped = y.clone()
+    flipped[: 2] = (preds[: 2] < 0).to(F64)  # the first two right by construction
+    return {"accuracy": torch.as_tensor(m.binary_accuracy(preds, y)).to(F64).reshape(()),
+            "eight_of_ten": torch.as_tensor(m.binary_accuracy(
+                torch.tensor([3.0, -3, 3, -3, 3, -3, 3, -3, 3, 3], dtype=F64),
+                torch.tensor([1.0, 0, 1, 0, 1, 0, 1, 0, 0, 0], dtype=F64))).to(F64).reshape(()),
+            "first_two": torch.as_tensor(m.binary_accuracy(preds[:2], 1 - flipped[:2])).to(
+                F64).reshape(())}
+
+
+add(Case("finetune/binary_accuracy", 1, accuracy_inputs, accuracy_call, tol=TOL,
+         hint="(torch.round(torch.sigmoid(preds)) == y).float().mean(): a fraction, 0.8 for 8/10"))
+
+
+ONE = dict(hidden_dim=5, output_dim=1, n_layers=2, bidirectional=True, dropout=0.0)
+DROPPING = {**ONE, "dropout": 0.5}
+
+
+def loop_inputs(g):
+    bert = tiny_bert_state(g)
+    batches = [(text_batch(g, 4, T), torch.randint(0, 2, (4,), generator=g).to(F64))
+               for T in (6, 9, 4)]
+    return {"state": head_state(g, bert, **ONE), "texts": [t for t, _ in batches],
+            "labels": [y for _, y in batches]}
+
+
+def head_weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()
+            if not k.startswith("bert.")}
+
+
+def train_loop_call(m, x, device):
+    model = classifier(m, ONE, x["state"], device)
+    m.freeze_bert(model)
+    optimizer = PlainSGD(model.parameters(), lr=0.3)
+    loss, acc = m.train(model, list(zip(x["texts"], x["labels"])), optimizer,
+                        nn.BCEWithLogitsLoss())
+    return {"mean_loss": torch.tensor(float(loss), dtype=F64),
+            "mean_accuracy": torch.tensor(float(acc), dtype=F64),
+            "head": head_weights(model), "in_training_mode": torch.tensor(model.training)}
+
+
+add(Case("finetune/train_epoch", 3, loop_inputs, train_loop_call, tol=TOL,
+         hint="model.train(); per batch: zero_grad; predictions = model(text).squeeze(1); "
+              "loss = criterion(predictions, label); binary_accuracy; backward; step"))
+
+
+def evaluate_loop_call(m, x, device):
+    model = classifier(m, DROPPING, x["state"], device)
+    model.train()  # evaluate must switch to eval mode itself (dropout 0.5 here)
+    before = head_weights(model)
+    torch.manual_seed(0)
+    loss, acc = m.evaluate(model, list(zip(x["texts"], x["labels"])), nn.BCEWithLogitsLoss())
+    after = head_weights(model)
+    return {"mean_loss": torch.tensor(float(loss), dtype=F64),
+            "mean_accuracy": torch.tensor(float(acc), dtype=F64),
+            "unchanged": torch.tensor(all(torch.equal(before[k], after[k]) for k in before))}
+
+
+add(Case("finetune/evaluate", 2, loop_inputs, evaluate_loop_call, tol=TOL,
+         hint="model.eval(); with torch.no_grad(): the mean loss and binary_accuracy over "
+              "the batches, no step"))
+
+
+class WordTokenizer:
+    """A stand-in for BERT's tokenizer with the interface predict_sentiment uses: words are
+    tokens, each word's id is a fixed hash into 1..vocab_size - 3 (no file needed)."""
+    cls_token_id, sep_token_id = 48, 49
+
+    def tokenize(self, sentence: str) -> list[str]:
+        return sentence.lower().split()
+
+    def convert_tokens_to_ids(self, tokens):
+        return [1 + sum(map(ord, t)) % (TINY_BERT["vocab_size"] - 3) for t in tokens]
+
+
+SENTENCES = ("This film is great", "This film is terrible",
+             "This film was actually good I loved the acting and I really enjoyed the music")
+
+
+def predict_inputs(g):
+    return {"state": head_state(g, tiny_bert_state(g), **ONE)}
+
+
+def predict_call(m, x, device):
+    model = classifier(m, DROPPING, x["state"], device)
+    model.train()
+    torch.manual_seed(0)
+    probs = [m.predict_sentiment(model, WordTokenizer(), s) for s in SENTENCES]
+    cut = m.predict_sentiment(model, WordTokenizer(), SENTENCES[2], max_input_length=6)
+    return {"probabilities": torch.tensor(probs, dtype=F64),
+            "truncated": torch.tensor(cut, dtype=F64)}
+
+
+add(Case("finetune/predict_sentiment", 2, predict_inputs, predict_call, tol=TOL,
+         hint="tokens = tokenizer.tokenize(s)[:max_input_length - 2]; [cls_token_id] + ids + "
+              "[sep_token_id]; a (1, T) tensor; torch.sigmoid(model(tensor)).item(), in eval mode"))
+
+
+# ---------------------------------------------------------------------------------------
+# Part 4. Attention maps of a pretrained BERT
+# ---------------------------------------------------------------------------------------
+
+def maps_inputs(g):
+    B, T = 3, 8
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1, 5:] = 0
+    mask[2, 3:] = 0
+    types = (torch.arange(T)[None] >= torch.tensor([[4], [3], [8]])).long()
+    return {"bert": tiny_bert_state(g), "ids": text_batch(g, B, T), "types": types,
+            "attention_mask": mask}
+
+
+def maps_reference(x):
+    bert = tiny_bert(x["bert"], "cpu")
+    with torch.no_grad():
+        masked = bert(x["ids"], token_type_ids=x["types"], attention_mask=x["attention_mask"],
+                      output_attentions=True).attentions
+        plain = bert(x["ids"], output_attentions=True).attentions
+    return {"padded_pairs": torch.stack(masked), "defaults": torch.stack(plain)}
+
+
+def maps_call(m, x, device):
+    bert = tiny_bert(x["bert"], device)
+    return {"padded_pairs": m.bert_attention(bert, x["ids"], x["types"], x["attention_mask"]),
+            "defaults": m.bert_attention(bert, x["ids"])}
+
+
+add(Case("inside/bert_attention", 3, maps_inputs, maps_call, reference=maps_reference,
+         tol=TOL,
+         hint="layer l's input is hidden_states[l]; q = att.query(h), k = att.key(h), split "
+              "into heads (B, heads, T, d); softmax(q k^T / sqrt(d)) with padding keys at -inf"))
+
+
+# ---------------------------------------------------------------------------------------
+# Training: fine-tune on the frozen pretrained MiniLM, tell comedies from tragedies
+# ---------------------------------------------------------------------------------------
+
+PROFILES = {
+    # 2000 balanced speeches of 6 comedies and 6 tragedies (6-40 words, at most 32
+    # WordPiece tokens), the frozen MiniLM (its dropout active in training mode, as the
+    # source's BERT was), a 1-layer bidirectional GRU of 64, 2 epochs of Adam 1e-3; 1000
+    # held-out speeches. Measured with the reference: public split 0.685, 0.702, 0.682,
+    # 0.693 (training seeds 0-3), autograder split 0.693, 0.684, 0.682 (seeds 0-2): 0.682 at
+    # worst. An untrained head gets about 0.5 (the majority class of a balanced set: 0.5).
+    # Bigger heads (2 layers of 128, the source's shape scaled down) or a third epoch gave
+    # 0.64-0.70 with a larger spread between epochs. The threshold 0.62 sits 6 points below
+    # the worst measured run and 12 above chance. Time: 63-109 s of training and 10-22 s of
+    # evaluation in-process with the machine shared (load 3-6); 95-141 s for the whole case
+    # through the sandbox (MiniLM loads in about 4 s).
+    "cpu": dict(threads=1, seed=0, n_train=2000, n_test=1000, max_length=32, epochs=2,
+                batch_size=32, lr=1e-3, model=dict(hidden_dim=64, output_dim=1, n_layers=1,
+                                                   bidirectional=True, dropout=0.3),
+                min_accuracy=0.62),
+    # The source's recipe on IMDB (17,500 training reviews of the 25,000; 512 tokens; its
+    # head; Adam 3e-5 in the source, 1e-3 here for a 6-layer BERT in 3 epochs), graded on
+    # the 25,000 test reviews at the source's 90% target. Not measured here (no IMDB, no GPU).
+    "gpu": dict(threads=0, seed=0, n_train=17_500, max_length=512, epochs=3, batch_size=32,
+                lr=1e-3, model=dict(hidden_dim=256, output_dim=1, n_layers=3,
+                                    bidirectional=True, dropout=0.3),
+                min_accuracy=0.90),
+}
+
+
+def profile_name(device) -> str:
+    """The gpu profile needs CUDA and the IMDB folder (data/aclImdb); else the cpu one."""
+    return ("gpu" if torch.device(device).type == "cuda" and bert_data.imdb_available()
+            else "cpu")
+
+
+def genre_inputs(g):
+    """The child gets the training speeches' ids and labels only."""
+    p = PROFILES["cpu"]
+    texts, labels = bert_data.genre_sample("train", p["n_train"], g)
+    seed = torch.randint(0, 2**31 - 1, (1,), generator=g)
+    ids = bert_data.encode(bert_data.load_tokenizer(), texts, p["max_length"])
+    return {"ids": ids.to(torch.int16), "labels": labels, "held_out_seed": seed}  # ids < 2^15
+
+
+def genre_reference(x):
+    """The held-out speeches (another split: never in the child's data) and their labels."""
+    p = PROFILES["cpu"]
+    g = torch.Generator().manual_seed(int(x["held_out_seed"]))
+    texts, labels = bert_data.genre_sample("test", p["n_test"], g)
+    ids = bert_data.encode(bert_data.load_tokenizer(), texts, p["max_length"])
+    return {"data": {"ids": ids.to(torch.int16)}, "labels": labels.long()}
+
+
+def imdb_reference():
+    """The gpu profile's held-out labels (IMDB's test reviews), read by the trusted parent."""
+    if not bert_data.imdb_available():
+        return None
+    return bert_data.load_imdb(split="test")[1].long()
+
+
+def report(step, total, loss):
+    try:
+        from grader.sandbox import report_progress
+    except ImportError:  # pragma: no cover - the helper is part of the grader
+        return
+    report_progress(step, total, loss)
+
+
+def training_data(name: str, x, g):
+    """(ids, labels) the child trains on: the case's speeches, or IMDB's training split."""
+    if name == "cpu":
+        return x["ids"].cpu().long(), x["labels"].cpu().float()
+    p = PROFILES[name]
+    texts, labels = bert_data.load_imdb(split="train")
+    keep = torch.randperm(len(texts), generator=g)[: p["n_train"]]
+    ids = bert_data.encode(bert_data.load_tokenizer(), [texts[int(i)] for i in keep],
+                           p["max_length"])
+    return ids, labels[keep]
+
+
+def finetune_call(m, x, device):
+    name = profile_name(device)
+    p = PROFILES[name]
+    with torch_threads(p["threads"]):
+        torch.manual_seed(p["seed"])
+        g = torch.Generator().manual_seed(p["seed"])
+        ids, labels = training_data(name, x, g)
+        bert, _ = bert_data.load_minilm("sdpa")
+        model = m.BERTGRUSentiment(bert, **p["model"])
+        m.freeze_bert(model)
+        model = model.to(device)
+        optimizer = torch.optim.Adam([q for q in model.parameters() if q.requires_grad],
+                                     lr=p["lr"])
+        criterion = nn.BCEWithLogitsLoss()
+        for epoch in range(p["epochs"]):
+            batches = [(t.to(device), y.to(device)) for t, y in
+                       bert_data.batches(ids, labels, p["batch_size"], generator=g)]
+            loss, _ = m.train(model, batches, optimizer, criterion)
+            report(epoch + 1, p["epochs"], loss)
+        return head_weights(model)
+
+
+def evaluate_call(ref, weights, data, device):
+    """Runs with the REFERENCE module only: predicted labels (N,) of the held-out speeches."""
+    name = profile_name(device)
+    p = PROFILES[name]
+    with torch_threads(p["threads"]):
+        bert, tokenizer = bert_data.load_minilm("sdpa")
+        model = ref.BERTGRUSentiment(bert, **p["model"])
+        want = head_weights(model)
+        if not isinstance(weights, dict) or set(weights) != set(want):
+            got = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
+            raise ValueError(f"training must return the head's weights (every key of "
+                             f"state_dict() but bert.*): expected {sorted(want)[:4]}..., "
+                             f"got {str(got)[:200]}")
+        for key, value in want.items():
+            if weights[key].shape != value.shape:
+                raise ValueError(f"the trained weight {key} has shape {tuple(weights[key].shape)}"
+                                 f", the head needs {tuple(value.shape)}")
+        model.load_state_dict({k: v.float() for k, v in weights.items()}, strict=False)
+        model = model.to(device).eval()
+        if name == "gpu":
+            texts, _ = bert_data.load_imdb(split="test")
+            ids = bert_data.encode(tokenizer, texts, p["max_length"])
+        else:
+            ids = data["ids"].cpu().long()
+        labels = torch.zeros(len(ids))
+        order = bert_data.length_order(ids)
+        predictions = []
+        with torch.no_grad():
+            for text, _ in bert_data.batches(ids, labels, 64):
+                predictions.append((model(text.to(device)).squeeze(1) > 0).long().cpu())
+        out = torch.empty(len(ids), dtype=torch.long)
+        out[order] = torch.cat(predictions)
+        return out
+
+
+suite.add(Case(
+    "train/genre_beats_chance", 10, genre_inputs, finetune_call, reference=genre_reference,
+    evaluate=evaluate_call, min_accuracy=PROFILES["cpu"]["min_accuracy"],
+    gpu_reference=imdb_reference, gpu_min_accuracy=PROFILES["gpu"]["min_accuracy"],
+    time_limit=600.0,
+    hint="fine-tunes your BERTGRUSentiment (with your train) on the frozen pretrained MiniLM; "
+         "the grader classifies held-out speeches with the trained head"))
