@@ -84,3 +84,25 @@ def on_one_thread(case):
             return call(m, x, device)
     case.call = single_threaded
     return case
+
+
+class PlainSGD:
+    """p -= lr * p.grad with the optimiser interface training loops use, for cases that take
+    optimiser steps in the sandbox (torch.optim's first construction in a fresh process
+    imports torch._dynamo: seconds spent on nothing here). Frozen parameters are skipped."""
+
+    def __init__(self, params, lr: float):
+        self.params, self.lr = [p for p in params if p.requires_grad], lr
+
+    def zero_grad(self, set_to_none: bool = True):
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self):
+        for p in self.params:
+            if p.grad is not None:
+                p -= self.lr * p.grad

@@ -27,7 +27,7 @@ from torch import nn
 
 from dlkit import bert_data
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state, on_one_thread, randn, torch_threads
+from grader.inputs import PlainSGD, load_state, on_one_thread, randn, torch_threads
 
 suite = Suite("bert")
 F64 = torch.float64
@@ -428,27 +428,6 @@ add(Case("mlm/source_proportions", 2, source_mlm_inputs, source_mlm_call, tol=TO
                               "0.135 changed")],
          hint="15% selected; of those 80% [MASK], 10% a random id, 10% unchanged, chosen "
               "per token"))
-
-
-class PlainSGD:
-    """p -= lr * p.grad with the optimiser interface (torch.optim's first construction in
-    a fresh process imports torch._dynamo: seconds spent on nothing here)."""
-
-    def __init__(self, params, lr: float):
-        self.params, self.lr = [p for p in params if p.requires_grad], lr
-
-    def zero_grad(self, set_to_none: bool = True):
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
-
-    @torch.no_grad()
-    def step(self):
-        for p in self.params:
-            if p.grad is not None:
-                p -= self.lr * p.grad
 
 
 def step_inputs(g):

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from dlkit import simclr_data, vision
 from dlkit.utils import REPO_ROOT
 from grader.cases import Case, Property, Suite
-from grader.inputs import on_one_thread, load_state, randn, torch_threads, trained_state
+from grader.inputs import PlainSGD, on_one_thread, load_state, randn, torch_threads, trained_state
 
 suite = Suite("simclr")
 F64 = torch.float64
@@ -353,27 +353,6 @@ def train_inputs(g):
     return {"state": tiny_model_state(g), "left": randn(g, *shape, dtype=F64),
             "right": randn(g, *shape, dtype=F64),
             "labels": torch.randint(0, 10, shape[:2], generator=g)}
-
-
-class PlainSGD:
-    """p -= lr * p.grad, with the optimiser interface `train` uses (torch.optim's first
-    construction in a fresh process imports torch._dynamo: seconds spent on nothing here)."""
-
-    def __init__(self, params, lr: float):
-        self.params, self.lr = list(params), lr
-
-    def zero_grad(self, set_to_none: bool = True):
-        for p in self.params:
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
-
-    @torch.no_grad()
-    def step(self):
-        for p in self.params:
-            if p.grad is not None:
-                p -= self.lr * p.grad
 
 
 def train_call(m, x, device):
