@@ -20,6 +20,7 @@ local copy (`datasets.load_from_disk`) and selects the source's subset indices;
 `load_t5_tokenizer` reads t5-small's tokenizer from a local folder; `tokenize_pairs` cuts
 documents at 1,024 tokens and summaries at 128, as the source does. Nothing downloads.
 """
+import functools
 import hashlib
 import importlib
 import inspect
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import sys
 import warnings
 import zlib
@@ -104,10 +106,33 @@ def split_docstring(doc: str) -> tuple[str, str] | None:
     return summary, document
 
 
+@functools.lru_cache(maxsize=1)
+def _corpus_json() -> str:
+    """The corpus as JSON, collected in a fresh interpreter that imports only numpy and torch:
+    other libraries rewrite docstrings when imported (scipy appends to numpy.sinc's), so the
+    caller's process would give a corpus that depends on what it imported before."""
+    env = {k: os.environ[k] for k in ("PATH", "LANG", "HOME") if k in os.environ}
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from dlkit.summarize import collect_corpus; "
+            "sys.stdout.write(json.dumps(collect_corpus()))")
+    root = str(Path(__file__).resolve().parents[1])
+    ran = subprocess.run([sys.executable, "-I", "-c", code, root], capture_output=True,
+                         text=True, env=env, check=False)
+    if ran.returncode != 0:
+        last = (ran.stderr.strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"collecting the docstring corpus failed: {last}")
+    return ran.stdout
+
+
 def docstring_corpus() -> list[dict]:
     """Every (name, summary, document) pair of numpy's and torch's docstrings, sorted by name,
     each document kept once: 2,284 pairs with numpy 2.4.6 and torch 2.13.0 (2,038 training,
-    246 validation; see `corpus_manifest`)."""
+    246 validation; see `corpus_manifest`). The same whatever the calling process imported."""
+    return json.loads(_corpus_json())
+
+
+def collect_corpus() -> list[dict]:
+    """`docstring_corpus` as seen from the current process (call it in a fresh one)."""
     pairs, documents = [], set()
     for root in MODULES:
         for qualname, doc in sorted(_docstrings(root).items()):

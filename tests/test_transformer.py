@@ -346,6 +346,18 @@ def test_greedy_summarize_stops_once_every_row_ended():
         assert name in entry["mutants"]
 
 
+def test_corpus_does_not_depend_on_what_the_process_imported():
+    """scipy appends to numpy.sinc's docstring when imported (scikit-learn imports it): the
+    corpus is collected in a fresh interpreter, so it is the same before and after."""
+    import scipy.signal  # noqa: F401
+    import numpy
+    assert "SCIPY_ARRAY_API" in numpy.sinc.__doc__  # the rewrite this test guards against
+    in_process = {p["name"]: p["document"] for p in summarize.collect_corpus()}
+    corpus = {p["name"]: p["document"] for p in summarize.docstring_corpus()}
+    assert "SCIPY_ARRAY_API" in in_process["numpy.sinc"]
+    assert "SCIPY_ARRAY_API" not in corpus["numpy.sinc"]
+
+
 def test_corpus_is_deterministic_sized_and_split_by_summary():
     corpus = summarize.docstring_corpus()
     assert corpus == summarize.docstring_corpus()
