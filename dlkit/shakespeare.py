@@ -142,44 +142,23 @@ def trim(ids, pad_id: int):
 def train_gpt(model, loss_fn, input_ids, pad_id: int, *, steps: int, batch_size: int = 32,
               lr: float = 1e-3, warmup: int = 50, seed: int = 0, device="cpu",
               progress: bool = True, on_step=None, every=None, on_every=None) -> list[float]:
-    """Train `model(ids) -> (logits, _)` on rows of `input_ids` (N, L) with AdamW, the loss
-    `loss_fn(logits, ids, mask)`; returns the loss per step.
+    """Train `model(ids) -> (logits, _)` on rows of `input_ids` (N, L) with
+    `dlkit.train.fit`, the loss `loss_fn(logits, ids, mask)`; returns the loss per step.
 
-    A fixed amount of work: `steps` batches of `batch_size` rows drawn with `seed`, each cut
-    to its longest row. on_step(step, total, loss) is called after every step (the grader
-    reports progress with it); on_every(step) every `every` steps (the notebook samples).
+    Each batch is cut to its longest row. on_step(step, total, loss) is called after every
+    step (the grader reports progress with it); on_every(step) every `every` steps (the
+    notebook samples).
     """
-    import torch
-    from tqdm.auto import tqdm
-    from dlkit.train import batches, warmup_cosine
-    model.to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, steps, warmup))
-    sampler = batches(len(input_ids), batch_size, torch.Generator().manual_seed(seed))
-    losses = []
-    bar = tqdm(range(steps), desc="training", disable=not progress, mininterval=1.0)
-    for step in bar:
-        ids, mask = trim(input_ids[next(sampler)].long(), pad_id)
+    from dlkit.train import fit
+
+    def batch_loss(index):
+        ids, mask = trim(input_ids[index].long(), pad_id)
         ids, mask = ids.to(device), mask.to(device)
         logits, _ = model(ids)
-        loss = loss_fn(logits, ids, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if on_step is not None:
-            on_step(step + 1, steps, losses[-1])
-        if every and on_every is not None and (step + 1) % every == 0:
-            model.eval()
-            on_every(step + 1)
-            model.train()
-    model.eval()
-    return losses
+        return loss_fn(logits, ids, mask)
+    return fit(model, batch_loss, len(input_ids), steps=steps, batch_size=batch_size, lr=lr,
+               warmup=warmup, seed=seed, device=device, progress=progress, on_step=on_step,
+               every=every, on_every=on_every)
 
 
 def evaluate_loss(model, loss_fn, input_ids, pad_id: int, batch_size: int = 64,
