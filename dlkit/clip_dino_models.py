@@ -557,6 +557,21 @@ def quick_recipe(recipe: dict) -> dict:
     return {**recipe, **QUICK} if os.environ.get("DLCOURSE_QUICK") else dict(recipe)
 
 
+def _cached_weights(model: nn.Module, path: Path | None, train, retrain: bool) -> nn.Module:
+    """`model` with the weights at `path`, or the model `train()` returns, saved there
+    atomically (a concurrent reader sees no file or a whole one); path=None: no files."""
+    if path is not None and path.is_file() and not retrain:
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model
+    model = train()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        torch.save(model.state_dict(), partial)
+        os.replace(partial, path)
+    return model
+
+
 def load_small_clip(loss_fn, recipe: dict | None = None, retrain: bool = False,
                     progress: bool = True, cache: Path | None = CACHE):
     """(model, preprocess) of a SmallCLIP trained with `loss_fn`, cached under
@@ -564,14 +579,8 @@ def load_small_clip(loss_fn, recipe: dict | None = None, retrain: bool = False,
     loss); cache=None never reads or writes files."""
     recipe = quick_recipe(CLIP_RECIPE) if recipe is None else recipe
     path = None if cache is None else Path(cache) / f"clip_{_recipe_tag('clip', recipe)}.pt"
-    model = SmallCLIP(**recipe["model"])
-    if path is not None and path.is_file() and not retrain:
-        model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        model = train_small_clip(loss_fn, recipe, progress)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), path)
+    model = _cached_weights(SmallCLIP(**recipe["model"]), path,
+                            lambda: train_small_clip(loss_fn, recipe, progress), retrain)
     return model.eval(), Preprocess()
 
 
@@ -581,14 +590,9 @@ def load_small_dino(dino_loss, update_center, ema_update, recipe: dict | None = 
     """A SmallViT trained with DINO (the teacher), cached like `load_small_clip`."""
     recipe = quick_recipe(DINO_RECIPE) if recipe is None else recipe
     path = None if cache is None else Path(cache) / f"dino_{_recipe_tag('dino', recipe)}.pt"
-    model = SmallViT(**recipe["model"])
-    if path is not None and path.is_file() and not retrain:
-        model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        model = train_small_dino(dino_loss, update_center, ema_update, recipe, progress)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(model.state_dict(), path)
+    model = _cached_weights(
+        SmallViT(**recipe["model"]), path,
+        lambda: train_small_dino(dino_loss, update_center, ema_update, recipe, progress), retrain)
     return model.eval()
 
 
