@@ -48,6 +48,7 @@ from grader.grade import (autograder_outputs, grade, grade_outputs,  # noqa: E40
                           inputs_and_expected)
 from grader.sandbox import Limits, run_cases  # noqa: E402
 from grader.suites import available, load_suite  # noqa: E402
+from gpu_check_probe import loaded_libcuda  # noqa: E402
 
 SCAN_FOLDERS = ("solutions", "assignments", "dlkit", "grader")
 # Hard-coded devices the scan reports without failing, each with why it stays for now.
@@ -284,15 +285,6 @@ def preflight(device: str, base: Limits, folder: Path) -> tuple[Limits, dict | N
     return base, None, failures
 
 
-def loaded_libcuda() -> str:
-    """The driver library this process has mapped ('' when none)."""
-    with open("/proc/self/maps") as maps:
-        for line in maps:
-            if "libcuda.so" in line:
-                return line.split()[-1]
-    return ""
-
-
 def driver_notes() -> list[str]:
     """Whether the namespace sandbox can load the driver library the grader loaded: bound
     into its root, and found by the loader without LD_LIBRARY_PATH (the worker's
@@ -472,17 +464,19 @@ def run_task(key: tuple, plan: Plan, context: Context):
 def run_all(plan: Plan, context: Context, jobs: int, standins) -> tuple[dict, list[Row]]:
     """Every task on `jobs` threads (each waits on its sandboxed workers), the stand-in
     child first. Returns ({key: result}, rows of the tasks that failed and the child's)."""
-    done, rows = {}, []
+    done, rows, started = {}, [], time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         child = pool.submit(standins) if standins else None
         futures = {pool.submit(run_task, key, plan, context): key for key in tasks(plan)}
-        for future in concurrent.futures.as_completed(futures):
+        for count, future in enumerate(concurrent.futures.as_completed(futures), start=1):
             key = futures[future]
             try:
                 done[key] = future.result()
             except Exception as exc:  # noqa: BLE001 - one broken task is one failed row
                 rows.append(Row("task " + "/".join(key[1:]), "FAIL",
                                 note=f"{type(exc).__name__}: {exc}"[:300]))
+            print(f"gpu-check: {count}/{len(futures)} done at {time.monotonic() - started:.0f}"
+                  f" s: {' '.join(key[1:])}", file=sys.stderr, flush=True)
         rows += child.result() if child else []
     return done, rows
 

@@ -6,8 +6,8 @@ what the GPU check must see there. Run after the assignment's cases in the same 
 tells whether they touched CUDA on a CPU run. Everything comes back as tensors (strings as
 uint8 bytes), the only thing a worker may send.
 
-Loading this file also counts calls of `Tensor.cuda` and `Module.cuda` in the worker: code
-that moves things with `.cuda()` instead of the device it was given.
+`probed_suite` also counts calls of `Tensor.cuda` and `Module.cuda` in the worker: code
+that moves things with `.cuda()` instead of to the device it was given.
 """
 import glob
 
@@ -26,10 +26,6 @@ def counting(method, name):
         CUDA_CALLS.append(name)
         return method(self, *args, **kwargs)
     return cuda
-
-
-torch.Tensor.cuda = counting(torch.Tensor.cuda, "Tensor.cuda")
-torch.nn.Module.cuda = counting(torch.nn.Module.cuda, "Module.cuda")
 
 
 def text(value: str) -> torch.Tensor:
@@ -82,7 +78,10 @@ def probe(module, inputs, device):
 
 
 def probed_suite(assignment: str, probe_name: str) -> Suite:
-    """The assignment's suite with the probe added last, as `probe_name`."""
+    """The assignment's suite with the probe added last, as `probe_name`; from now on,
+    this process counts its `.cuda()` calls."""
+    torch.Tensor.cuda = counting(torch.Tensor.cuda, "Tensor.cuda")
+    torch.nn.Module.cuda = counting(torch.nn.Module.cuda, "Module.cuda")
     suite = Suite(assignment)
     for case in load_suite(assignment):
         suite.add(case)
