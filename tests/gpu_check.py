@@ -57,8 +57,11 @@ KNOWN_FINDINGS = {
     ("dlkit/summarize.py", "train_xsum"):
         "the source's XSum run (not a graded profile) defaults to device='cuda'",
 }
-DRY_RUN = {"attention": 2, "clip_dino": 2}  # unit cases per assignment in the dry run
-DRY_RUN_TRAINING = {"clip_dino": ["segmentation/one_shot"]}  # trains in seconds
+# The dry run: two unit cases of these assignments (of any named with --assignments), and
+# one training case that trains in seconds.
+DRY_RUN = ("attention", "clip_dino")
+DRY_RUN_UNITS = 2
+DRY_RUN_TRAINING = {"clip_dino": ["segmentation/one_shot"]}
 STANDIN_CASES = {"vit": ["train/vit", "train/mae_linear_probe", "train/mae_finetune"],
                  "simclr": ["train/ssl_beats_random"], "bert": ["train/genre_beats_chance"]}
 PROBE = "gpucheck/probe"
@@ -408,9 +411,8 @@ class Plan:
             unit = [c.name for c in suite if not c.is_training]
             train = [c.name for c in suite if c.is_training]
             if quick:
-                unit, train = unit[:DRY_RUN.get(name, 0)], DRY_RUN_TRAINING.get(name, [])
-            if unit or train:
-                units[name], training[name] = unit, train
+                unit, train = unit[:DRY_RUN_UNITS], DRY_RUN_TRAINING.get(name, [])
+            units[name], training[name] = unit, train
         return cls(units, training)
 
 
@@ -706,13 +708,13 @@ def main(argv=None) -> int:
             print("error: torch sees no GPU here; --device cpu is the dry run", file=sys.stderr)
             return 2
         torch.cuda.init()  # the driver makes its device files before a sandbox binds /dev
-    names = args.assignments or available()
+    quick = args.device == "cpu" and not args.full
+    names = args.assignments or (list(DRY_RUN) if quick else available())
     unknown = sorted(set(names) - set(available()))
     if unknown:
         print(f"error: unknown assignment {unknown[0]}; known: {', '.join(available())}",
               file=sys.stderr)
         return 2
-    quick = args.device == "cpu" and not args.full
     if quick:
         args.standin_images = 10
     plan = Plan.make(names, quick)
