@@ -67,6 +67,7 @@ STANDIN_CASES = {"vit": ["train/vit", "train/mae_linear_probe", "train/mae_finet
 PROBE = "gpucheck/probe"
 PROBE_SOURCE = Path(__file__).with_name("gpu_check_probe.py")
 PROBE_HOST = "attention"  # the assignment whose module a probe-only worker imports
+CACHED_LIBCUDA = Path("/etc/ld.so.conf.d/zz-gpucheck-libcuda.conf")  # gpu_check_device.sh
 FLOAT32_LIMIT = 1e-5  # float32 rounding lands near 1e-7 here; TF32 near 1e-4
 LIFTED_MEMORY = 1 << 46  # an address-space limit that no CUDA reservation reaches
 # Sandbox settings tried in turn until the probe runs: the first is the grader's own; the
@@ -325,11 +326,14 @@ def sandbox_rows(device: str, mode: str, report: dict | None, failures: list) ->
     inside = set(filter(None, report["device_nodes"].split("\n")))
     missing = {str(p) for p in Path("/dev").glob("nvidia*")} - inside
     usable = bool(report["cuda_available"]) and report["libcuda"] != "" and not missing
+    helped = CACHED_LIBCUDA.is_file()  # usable only because the loader cache was amended
     rows.append(Row(f"{prefix}: GPU visible",
-                    "skip" if device == "cpu" else "ok" if usable else "FAIL",
+                    "skip" if device == "cpu" else "ok" if usable and not helped else "FAIL",
                     dev=f"{len(inside)} nodes", note="; ".join(
                         [f"device files missing inside: {sorted(missing)}"] * bool(missing)
-                        + [f"libcuda inside: {report['libcuda'] or 'none'}"] + driver_notes())))
+                        + [f"libcuda inside: {report['libcuda'] or 'none'}"] + driver_notes()
+                        + [f"{CACHED_LIBCUDA} put the driver's folder into the loader cache "
+                           "for this check: without it the worker finds no libcuda"] * helped)))
     flags, errors = report["tf32_flags"].tolist(), report["float32_errors"].tolist()
     rows.append(Row(f"{prefix}: TF32 off",
                     "ok" if not any(flags) and max(errors) < FLOAT32_LIMIT else "FAIL",
