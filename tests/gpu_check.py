@@ -520,41 +520,43 @@ def case_rows(plan: Plan, done: dict, device: str) -> list[Row]:
                                                      outputs["dev"].get(case_name))
                 problems += [problem] if problem else []
             if problems:
-                row.status = "FAIL" if any("not run" in p or "fails" in p for p in problems) \
-                    else "DIFFER"
-                row.note = "; ".join(problems)
+                row.status = "DIFFER" if "DIFFER" in dict(problems) else "FAIL"
+                row.note = "; ".join(text for _, text in problems)
             rows.append(row)
     return rows
 
 
-def agreement(ref: dict, skel: dict, device: str) -> list[str]:
-    """What is wrong with one case's verdicts: the reference must pass on both sides, and
-    each implementation must get the same verdict on both."""
+def agreement(ref: dict, skel: dict, device: str) -> list[tuple[str, str]]:
+    """What is wrong with one case's verdicts, as (DIFFER | FAIL, why): each implementation
+    must get the same verdict on both sides (else DIFFER), and the reference must pass."""
     problems = []
     for impl, got in (("reference", ref), ("skeleton", skel)):
         if None in got.values():
-            problems.append(f"not run: the {impl} on "
-                            + ", ".join(s for s, timed in got.items() if timed is None))
+            problems.append(("FAIL", f"not run: the {impl} on " + ", ".join(
+                s for s, timed in got.items() if timed is None)))
             continue
         cpu, dev = got["cpu"].verdict, got["dev"].verdict
         if cpu.status != dev.status:
-            problems.append(f"the {impl}: {cpu.status} on cpu ({cpu.message[:80]}), "
-                            f"{dev.status} on {device} ({dev.message[:80]})")
-    problems += [f"the reference fails on {side}: {timed.verdict.message[:120]}"
+            problems.append(("DIFFER", f"the {impl}: {cpu.status} on cpu ({cpu.message[:80]})"
+                                       f", {dev.status} on {device} ({dev.message[:80]})"))
+    problems += [("FAIL", f"the reference fails on {device if side == 'dev' else 'cpu'}: "
+                          f"{timed.verdict.message[:120]}")
                  for side, timed in ref.items() if timed and not timed.verdict.passed]
     return problems
 
 
-def output_distance(case: Case, cpu, dev) -> tuple[str, str | None]:
+def output_distance(case: Case, cpu, dev) -> tuple[str, tuple[str, str] | None]:
     """(scaled difference of the device's outputs from the CPU's, a problem or None)."""
     if cpu is None or dev is None:
-        return "", f"not run: no outputs to compare from the {'cpu' if cpu is None else 'device'}"
+        side = "cpu" if cpu is None else "device"
+        return "", ("FAIL", f"no outputs to compare: the run on the {side} failed")
     problem = validate(dev, cpu, finite=False)
     if problem:
-        return "", f"the device's outputs differ in structure from the CPU's: {problem}"
+        return "", ("DIFFER", f"the device's outputs differ in structure: {problem}")
     delta = difference(dev, cpu)
     if not delta.error <= case.tol:
-        return f"{delta.error:.0e}", f"outputs differ from the CPU's: {delta.describe(case.tol)}"
+        return f"{delta.error:.0e}", ("DIFFER", f"outputs differ from the CPU's: "
+                                                f"{delta.describe(case.tol)}")
     return f"{delta.error:.0e}", None
 
 

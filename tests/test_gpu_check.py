@@ -79,29 +79,30 @@ def timed(status: str) -> gpu_check.Timed:
 
 
 def test_agreement_needs_the_same_verdicts_and_a_passing_reference():
-    agree = gpu_check.agreement
-    assert agree({"cpu": timed("pass"), "dev": timed("pass")},
-                 {"cpu": timed("TODO"), "dev": timed("TODO")}, "cuda") == []
-    assert "FAIL on cuda" in agree({"cpu": timed("pass"), "dev": timed("FAIL")},
-                                   {"cpu": timed("TODO"), "dev": timed("TODO")}, "cuda")[0]
-    assert "TODO on cpu" in agree({"cpu": timed("pass"), "dev": timed("pass")},
-                                  {"cpu": timed("TODO"), "dev": timed("FAIL")}, "cuda")[0]
-    assert "reference fails" in agree({"cpu": timed("FAIL"), "dev": timed("FAIL")},
-                                      {"cpu": timed("TODO"), "dev": timed("TODO")}, "cuda")[0]
-    assert "not run" in agree({"cpu": timed("pass"), "dev": None},
-                              {"cpu": timed("TODO"), "dev": timed("TODO")}, "cuda")[0]
+    def problems(ref_cpu, ref_dev, skel_cpu="TODO", skel_dev="TODO"):
+        return gpu_check.agreement({"cpu": ref_cpu and timed(ref_cpu), "dev": timed(ref_dev)},
+                                   {"cpu": timed(skel_cpu), "dev": timed(skel_dev)}, "cuda")
+    assert problems("pass", "pass") == []
+    differ = problems("pass", "FAIL")
+    assert differ[0][0] == "DIFFER" and "FAIL on cuda" in differ[0][1]
+    assert differ[1][0] == "FAIL" and "reference fails on cuda" in differ[1][1]
+    assert problems("pass", "pass", "TODO", "FAIL")[0][0] == "DIFFER"
+    assert [kind for kind, _ in problems("FAIL", "FAIL")] == ["FAIL", "FAIL"]
+    assert problems(None, "pass")[0] == ("FAIL", "not run: the reference on cpu")
 
 
 def test_outputs_must_stay_within_the_tolerance_of_the_cpu_outputs():
     case = Case("c", 1, inputs=lambda g: {}, call=lambda m, x, d: None, tol=1e-6)
     cpu = {"y": torch.ones(3, dtype=torch.float64), "i": torch.arange(3)}
-    close = {"y": cpu["y"] + 1e-9, "i": torch.arange(3)}
-    assert gpu_check.output_distance(case, cpu, close) == ("1e-09", None)
-    far = {"y": cpu["y"] + 1e-3, "i": torch.arange(3)}
-    assert "outputs differ" in gpu_check.output_distance(case, cpu, far)[1]
-    wrong_ids = {"y": cpu["y"], "i": torch.tensor([0, 2, 1])}
-    assert "must match exactly" in gpu_check.output_distance(case, cpu, wrong_ids)[1]
-    assert "structure" in gpu_check.output_distance(case, cpu, {"y": cpu["y"]})[1]
+
+    def compared(dev):
+        return gpu_check.output_distance(case, cpu, dev)
+    assert compared({"y": cpu["y"] + 1e-9, "i": torch.arange(3)}) == ("1e-09", None)
+    far = compared({"y": cpu["y"] + 1e-3, "i": torch.arange(3)})
+    assert far[1][0] == "DIFFER" and "outputs differ" in far[1][1]
+    assert "must match exactly" in compared({"y": cpu["y"], "i": torch.tensor([0, 2, 1])})[1][1]
+    assert "structure" in compared({"y": cpu["y"]})[1][1]
+    assert compared(None)[1][0] == "FAIL"
 
 
 def test_probe_counts_cuda_calls_of_the_code_it_runs(tmp_path):
