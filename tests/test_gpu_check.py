@@ -144,3 +144,9 @@ def test_standins_read_back_through_the_suites_loaders(tmp_path):
     standins.write_imdb_standin(tmp_path)
     texts, labels = bert_data.load_imdb(tmp_path, split="test")
     assert len(texts) == len(bert_data.genre_split("test")) and 0 < labels.mean() < 1
+
+
+def test_make_target_runs_the_script_on_the_device_given():
+    run = subprocess.run(["make", "-n", "gpu-check", "DEVICE=cpu"], cwd=paths.ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "tests/gpu_check.py --device cpu" in run.stdout
