@@ -5,8 +5,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 A      ?= all
 IMPL   ?= assignments
+DEVICE ?= cuda
 
-.PHONY: install grade test bench submit notebook skeletons fixtures check release clean
+.PHONY: install grade test bench submit notebook skeletons fixtures check release clean gpu-check
 
 install: $(STAMP)
 
@@ -33,6 +34,9 @@ test: install  ## the project's own tests (in the student bundle: the public sel
 
 bench: install  ## timings: grading, attention speed, training
 	$(PY) tests/bench.py $(ARGS)
+
+gpu-check: install  ## every GPU path checked against the CPU (DEVICE=cpu: the dry run)
+	$(PY) tests/gpu_check.py --device $(DEVICE) $(ARGS)
 
 submit: install  ## write submissions/$(A).zip to upload
 	@test "$(A)" != all || (echo "usage: make submit A=<assignment>" && exit 2)

@@ -193,6 +193,10 @@ def apply_limits(config, torch) -> None:
         torch.set_num_threads(config["threads"])
     a = torch.ones(256, 256)
     (a @ a).sum().item()  # start the thread pool before the limits
+    if config["device"] != "cpu":
+        # CUDA reserves a large address range when it starts: under the limit below it
+        # could not start, so it starts first and the limit counts from what it mapped.
+        torch.empty(1, device=config["device"])
     from tqdm.std import tqdm
     import threading
     tqdm.set_lock(threading.RLock())  # no multiprocessing lock in a worker
