@@ -340,7 +340,7 @@ def fixtures(assignment: str, check: bool) -> tuple[list[str], float]:
                 largest = max(largest, drift)
         if problem is None:
             continue
-        stale.append(f"{path.relative_to(paths.ROOT)} ({problem})")
+        stale.append(f"{paths.shown(path)} ({problem})")
         if not check:
             write_atomic(path, serialize(obj))
     return stale, largest

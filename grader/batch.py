@@ -32,7 +32,7 @@ from grader import paths, report
 from grader.authoring import write_atomic
 from grader.cases import Verdict
 from grader.grade import GradingError, checked_setup, grade
-from grader.roster import Student, identities
+from grader.roster import METADATA, Student, identities
 from grader.sandbox import Limits, clean_message, sandbox_mode
 
 
@@ -138,9 +138,12 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
     With `resume`, a submission whose grading.json records the same bytes and grader version
     is kept as it is. `roster` (CSV) and `metadata` (Gradescope's submission_metadata.yml,
     found beside the submissions by default) name the students; `visibility` overrides the
-    suite's Gradescope visibility rules (grader/report.py)."""
+    suite's Gradescope visibility rules (grader/report.py). A `submission_metadata.yml`
+    among `submissions` is read as metadata, not graded."""
     setup = checked_setup(assignment, which, None, training)  # one line before anyone
     shown = report.visibility_of(assignment, visibility)
+    # `batch export/submission_*` also matches Gradescope's metadata, which is no submission.
+    submissions = [Path(p) for p in submissions if Path(p).name != METADATA]
     students = identities(submissions, roster, metadata)
     jobs = max(1, jobs)
     limits = replace(limits) if limits else Limits()

@@ -198,7 +198,7 @@ def write_report(path: Path, assignment: str, cases, outcomes: dict,
     pairs = similar_pairs(sources, skeleton.read_text() if skeleton.is_file() else None,
                           threshold)
     graded = [o for o in outcomes.values() if o.status == "graded"]
-    plots = {}
+    plots = dict.fromkeys(["scores", "rates", "times"])
     if graded:
         plots["scores"] = histogram([o.score for o in graded], summary["max"], "total points")
         plots["rates"] = pass_rate_bars([c["name"] for c in summary["cases"]],

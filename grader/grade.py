@@ -38,20 +38,20 @@ def load_fixture(assignment: str, kind: str) -> dict:
     """The {case name: entry} of one fixture file; GradingError (one line) when the file is
     missing, cannot be read (truncated, not a torch file) or is not this assignment's."""
     path = paths.fixture_file(assignment, kind)
-    shown = path.relative_to(paths.ROOT) if path.is_relative_to(paths.ROOT) else path
     rebuild = f"rebuild it with `python -m grader fixtures {assignment}`"
     if not path.is_file():
-        raise GradingError(f"missing fixture {shown}: {rebuild}")
+        raise GradingError(f"missing fixture {paths.shown(path)}: {rebuild}")
     try:
         data = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, not a zip, not a torch file, ...
-        raise GradingError(f"fixture {shown} cannot be read ({type(exc).__name__}): "
+        raise GradingError(f"fixture {paths.shown(path)} cannot be read ({type(exc).__name__}): "
                            f"{rebuild}") from None
     if type(data) is not dict or type(data.get("cases")) is not dict:
-        raise GradingError(f"fixture {shown} is not a fixture file (no dict of cases): {rebuild}")
+        raise GradingError(f"fixture {paths.shown(path)} is not a fixture file (no dict of cases): "
+                           f"{rebuild}")
     owner = data.get("meta", {}).get("assignment") if type(data.get("meta")) is dict else None
     if owner != assignment:
-        raise GradingError(f"fixture {shown} belongs to {str(owner)[:40]!r}, not "
+        raise GradingError(f"fixture {paths.shown(path)} belongs to {str(owner)[:40]!r}, not "
                            f"{assignment!r}: {rebuild}")
     return data["cases"]
 
@@ -101,12 +101,14 @@ def checked_setup(assignment: str, which: str = "auto", cases=None, training: bo
                            f"({type(exc).__name__}: {str(exc)[:200]})") from None
     which = fixture_set(assignment, which)
     inputs, wanted = inputs_and_expected(assignment, which, expected)
+    files = ("public", "public") if which == "public" else ("autograder_inputs",
+                                                           "autograder_expected")
     for case in chosen:
-        problem = ("no inputs" if type(inputs.get(case.name)) is not dict
-                   else expected and entry_problem(wanted.get(case.name)))
+        kind, problem = ((files[0], "no inputs") if type(inputs.get(case.name)) is not dict
+                         else (files[1], expected and entry_problem(wanted.get(case.name))))
         if problem:
-            raise GradingError(f"the {which} fixtures of {assignment} do not fit case "
-                               f"{case.name!r} ({problem}): rebuild them with "
+            raise GradingError(f"fixture {paths.shown(paths.fixture_file(assignment, kind))} does not "
+                               f"fit case {case.name!r} ({problem}): rebuild it with "
                                f"`python -m grader fixtures {assignment}`")
     return Setup(chosen, which, inputs, wanted)
 
