@@ -36,7 +36,7 @@ from grader.roster import METADATA, Student, identities
 from grader.sandbox import Limits, clean_message, sandbox_mode
 
 
-RESERVED = ("gradebook", "lms", "report")  # ids starting with these could collide with the batch's own files
+RESERVED = ("gradebook", "lms", "report")  # ids that could collide with the batch's own files
 GRADEBOOK_COLUMNS = ["submission", "student id", "name", "email", "status", "total", "max",
                      "reason", "mistakes"]
 GRADED, NOT_GRADED = "graded", "not graded"
@@ -116,7 +116,8 @@ class ClassResult:
 DEFAULT_SUBMISSION_TIME = 600.0  # seconds per submission without training cases
 
 
-def grade_all(submissions: list[Path], assignment: str, out: Path, **options) -> dict[str, list[Verdict]]:
+def grade_all(submissions: list[Path], assignment: str, out: Path,
+              **options) -> dict[str, list[Verdict]]:
     """{submission id: verdicts} of `grade_class` (same arguments)."""
     result = grade_class(submissions, assignment, out, **options)
     return {sid: outcome.verdicts for sid, outcome in result.outcomes.items()}

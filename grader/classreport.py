@@ -28,7 +28,8 @@ SIMILAR = 0.75    # share of each file's own code found in the other that flags 
 NOISE = 25        # copydetect's defaults: matches shorter than NOISE characters of tokens
 GUARANTEE = 30    # are ignored, those of GUARANTEE or more are always found
 CONTEXT = 2       # unmatched lines shown around matched ones
-MOST_PAIRS = 30   # flagged pairs shown side by side (the most alike first)
+MOST_PAIRS = 30   # flagged pairs listed, the most alike first,
+SIDE_BY_SIDE = 10  # and the first of them shown side by side
 
 
 # ---------------------------------------------------------------------------------------
@@ -182,7 +183,13 @@ def class_summary(assignment: str, cases, outcomes: dict) -> dict:
                                    "submissions": who[name]}
                                   for name, count in made.most_common()]})
     scores = [o.score for o in graded]
-    return {"assignment": assignment, "max": full, "cases": rows,
+    made_by = Counter(name for o in graded for name in o.mistakes)
+    mistakes = [{"name": name, "description": descriptions.get(name, ""),
+                 "submissions": [o.sid for o in graded if name in o.mistakes],
+                 "cases": [row["name"] for row in rows
+                           if any(m["name"] == name for m in row["mistakes"])]}
+                for name, _ in made_by.most_common()]
+    return {"assignment": assignment, "max": full, "cases": rows, "mistakes": mistakes,
             "submissions": len(outcomes), "graded": len(graded),
             "mean": statistics.fmean(scores) if scores else 0.0,
             "median": statistics.median(scores) if scores else 0.0,
@@ -206,7 +213,8 @@ def write_report(path: Path, assignment: str, cases, outcomes: dict,
     if outcomes:
         seconds = [o.seconds for o in outcomes.values()]
         plots["times"] = histogram(seconds, max(seconds) * 1.05, "grading time (s)")
-    page = TEMPLATE.render(s=summary, plots=plots, pairs=pairs[:MOST_PAIRS], flagged=len(pairs),
+    page = TEMPLATE.render(s=summary, plots=plots, pairs=pairs[:MOST_PAIRS], side=SIDE_BY_SIDE,
+                           flagged=len(pairs),
                            compared=len(sources), threshold=threshold, outcomes=outcomes,
                            skeleton=skeleton.is_file(),
                            made=datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
@@ -252,11 +260,20 @@ pre .gap { color: #999; } .lineno { color: #999; display: inline-block; width: 3
 <tr data-case="{{ c.name }}"><td>{{ c.name }}</td><td class="num">{{ "%g" | format(c.points) }}</td>
 <td class="num pass-rate" data-passed="{{ c.passed }}" data-graded="{{ c.graded }}">{{ c.passed }} / {{ c.graded }}{% if c.graded %} ({{ "%.0f" | format(100 * c.passed / c.graded) }}%){% endif %}</td>
 <td><span class="bar" style="width: {{ (120 * c.passed / c.graded) | round(1) if c.graded else 0 }}px"></span></td>
-<td>{% for m in c.mistakes %}<div><b>{{ m.name }}</b> &times; {{ m.count }}{% if m.description %}: {{ m.description }}{% endif %}
-<div class="sub">{{ m.submissions | join(", ") }}</div></div>{% else %}<span class="muted">none</span>{% endfor %}</td></tr>
+<td>{% for m in c.mistakes %}<div><a href="#mistake-{{ m.name }}" title="{{ m.description }}"><b>{{ m.name }}</b></a> &times; {{ m.count }}
+<span class="sub">({{ m.submissions | join(", ") }})</span></div>{% else %}<span class="muted">none</span>{% endfor %}</td></tr>
 {% endfor %}
 </table>
 {% if plots.rates %}<img alt="pass rate per case" src="{{ plots.rates }}">{% endif %}
+
+<h2>Known mistakes</h2>
+{% if s.mistakes %}
+<p class="sub">Each known mistake (solutions/{{ s.assignment }}_mutants.py) whose outputs a submission's matched in at least one case, by how many submissions made it.</p>
+<table id="mistakes"><tr><th>mistake</th><th>submissions</th><th>what it is</th><th>cases</th><th>who</th></tr>
+{% for m in s.mistakes %}<tr id="mistake-{{ m.name }}"><td><b>{{ m.name }}</b></td><td class="num">{{ m.submissions | length }}</td><td>{{ m.description }}</td>
+<td class="sub">{{ m.cases | join(", ") }}</td><td class="sub">{{ m.submissions | join(", ") }}</td></tr>
+{% endfor %}</table>
+{% else %}<p class="muted">No submission's outputs matched a known mistake.</p>{% endif %}
 
 <h2>Not graded</h2>
 {% if s.not_graded %}
@@ -268,13 +285,13 @@ pre .gap { color: #999; } .lineno { color: #999; display: inline-block; width: 3
 <h2>Code similarity</h2>
 <p class="sub">{{ compared }} graded submissions compared with copydetect{% if skeleton %}, the skeleton's code excluded{% endif %};
 a pair is listed when each has at least {{ "%.0f" | format(100 * threshold) }}% of its own code in the other.
-{{ flagged }} pair{{ "" if flagged == 1 else "s" }} flagged{% if flagged > pairs | length %}, the {{ pairs | length }} most alike shown{% endif %}.</p>
+{{ flagged }} pair{{ "" if flagged == 1 else "s" }} flagged{% if flagged > pairs | length %}, the {{ pairs | length }} most alike listed{% endif %}{% if pairs | length > side %}; the matched lines of the first {{ side }} side by side{% endif %}.</p>
 {% if pairs %}
 <table id="similar"><tr><th>submission</th><th>submission</th><th>share of the first in the second</th><th>of the second in the first</th></tr>
-{% for p in pairs %}<tr class="similar-pair" data-a="{{ p.a }}" data-b="{{ p.b }}"><td><a href="#pair-{{ loop.index }}">{{ p.a }}</a></td><td>{{ p.b }}</td>
+{% for p in pairs %}<tr class="similar-pair" data-a="{{ p.a }}" data-b="{{ p.b }}"><td>{% if loop.index <= side %}<a href="#pair-{{ loop.index }}">{{ p.a }}</a>{% else %}{{ p.a }}{% endif %}</td><td>{{ p.b }}</td>
 <td class="num">{{ "%.0f" | format(100 * p.share_a) }}%</td><td class="num">{{ "%.0f" | format(100 * p.share_b) }}%</td></tr>
 {% endfor %}</table>
-{% for p in pairs %}
+{% for p in pairs[:side] %}
 <h3 id="pair-{{ loop.index }}">{{ p.a }} and {{ p.b }}</h3>
 <div class="pair">{% for lines in (p.lines_a, p.lines_b) %}<pre>{% for number, text, hit in lines %}{% if number is none %}<span class="gap">{{ text }}</span>{% else %}<span{% if hit %} class="hit"{% endif %}><span class="lineno">{{ number }}</span>{{ text }}</span>{% endif %}{% endfor %}</pre>{% endfor %}</div>
 {% endfor %}

@@ -107,8 +107,9 @@ def checked_setup(assignment: str, which: str = "auto", cases=None, training: bo
         kind, problem = ((files[0], "no inputs") if type(inputs.get(case.name)) is not dict
                          else (files[1], expected and entry_problem(wanted.get(case.name))))
         if problem:
-            raise GradingError(f"fixture {paths.shown(paths.fixture_file(assignment, kind))} does not "
-                               f"fit case {case.name!r} ({problem}): rebuild it with "
+            path = paths.shown(paths.fixture_file(assignment, kind))
+            raise GradingError(f"fixture {path} does not fit case {case.name!r} "
+                               f"({problem}): rebuild it with "
                                f"`python -m grader fixtures {assignment}`")
     return Setup(chosen, which, inputs, wanted)
 

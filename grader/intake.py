@@ -86,7 +86,8 @@ def locate(submission: Path, assignment: str, workspace: Path) -> tuple[Path, li
     else:
         zips = [(submission.name, submission)]
     if len(zips) > MAX_ZIPS:
-        raise SubmissionError(f"{len(zips)} zips in the submission ({listed([l for l, _ in zips])}); "
+        raise SubmissionError(f"{len(zips)} zips in the submission "
+                              f"({listed([label for label, _ in zips])}); "
                               f"expected one {module}, or one zip from `make submit` holding it")
     for number, (label, archive) in enumerate(zips):
         target = workspace / f"zip{number}"

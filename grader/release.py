@@ -77,7 +77,8 @@ def student_bundle(target: Path) -> Path:
         shutil.rmtree(target)
     copy_tree(STUDENT, target)
     shutil.copy2(paths.ROOT / STUDENT_README, target / "README.md")
-    write_atomic(target / "Makefile", student_makefile((paths.ROOT / "Makefile").read_text()).encode())
+    makefile = student_makefile((paths.ROOT / "Makefile").read_text())
+    write_atomic(target / "Makefile", makefile.encode())
     for assignment in available():
         for kind in ("public", "autograder_inputs"):
             source = paths.fixture_file(assignment, kind)

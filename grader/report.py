@@ -94,8 +94,8 @@ def results(verdicts: list[Verdict], seconds: float, notes: list[str] = (),
                       "max_score": v.max_points, "status": "passed" if v.passed else "failed",
                       "output": output, "visibility": visibility.get(v.name, "visible")})
     return {"score": sum(v.points for v in verdicts), "execution_time": round(seconds, 3),
-            "output": "; ".join([f"{sum(v.passed for v in verdicts)} of {len(verdicts)} cases passed",
-                                 *notes]),
+            "output": "; ".join([f"{sum(v.passed for v in verdicts)} of {len(verdicts)} "
+                                 "cases passed", *notes]),
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 

@@ -59,7 +59,8 @@ MetadataLoader.add_multi_constructor("!", plain)
 
 def text(value) -> str:
     """One short printable line (these values end up in CSV cells and HTML)."""
-    flat = "".join(ch if ch.isprintable() else " " for ch in str(value if value is not None else ""))
+    value = "" if value is None else str(value)
+    flat = "".join(ch if ch.isprintable() else " " for ch in value)
     return flat.strip()[:200]
 
 
