@@ -336,6 +336,81 @@ def test_a_roster_names_submissions_by_file_name_or_id(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
+# Uploads with one meaning, and visibility rules
+# ---------------------------------------------------------------------------------------
+
+def zip_of(path: Path, files: dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return path
+
+
+def upload(tmp: Path, layout: str) -> Path:
+    """A submitted folder: `layout` names what the student uploaded."""
+    folder = tmp / layout
+    folder.mkdir()
+    if layout == "nested copies":
+        for name, text in (("draft", SKELETON), ("final", REFERENCE)):
+            (folder / name).mkdir()
+            (folder / name / f"{A}.py").write_text(text)
+    elif layout == "py beside a zip":
+        (folder / f"{A}.py").write_text(SKELETON)
+        zip_of(folder / f"{A}.zip", {f"{A}.py": REFERENCE})
+    elif layout == "two zips":
+        zip_of(folder / "one.zip", {f"{A}.py": SKELETON})
+        zip_of(folder / "two.zip", {f"{A}.py": REFERENCE})
+    elif layout == "the same module twice":
+        (folder / f"{A}.py").write_text(REFERENCE)
+        zip_of(folder / f"{A}.zip", {f"{A}.py": REFERENCE, "MANIFEST.json": "{}"})
+    elif layout == "many wrong files":
+        for n in range(14):
+            (folder / f"part{n:02d}.py").write_text("")
+        (folder / "bad\x1b[2Jname\n.py").write_text("")
+    return folder
+
+
+@pytest.mark.parametrize("layout,refusal", [
+    ("nested copies", rf"^ambiguous submission: 2 different versions of {A}\.py "
+                      rf"\(draft/{A}\.py, final/{A}\.py\); expected exactly one {A}\.py"),
+    ("py beside a zip", rf"^ambiguous submission: .*\({A}\.py, {A}\.zip:{A}\.py\)"),
+    ("two zips", rf"^ambiguous submission: .*\(one\.zip:{A}\.py, two\.zip:{A}\.py\)"),
+    ("many wrong files", rf"^missing file: no {A}\.py in the submission; it holds "
+                         r"bad\?\[2Jname\?\.py, part00\.py, .*part08\.py and 5 more$"),
+])
+def test_an_upload_with_more_than_one_meaning_is_refused(tmp_path, layout, refusal):
+    from grader import intake
+    with intake.workspace() as work:
+        with pytest.raises(intake.SubmissionError) as refused:
+            intake.locate(upload(tmp_path, layout), A, Path(work))
+    message = str(refused.value)
+    assert re.search(refusal, message), message
+    assert message.isprintable() and len(message) < 600
+
+
+def test_copies_of_one_module_are_one_meaning(tmp_path):
+    from grader import intake
+    with intake.workspace() as work:
+        folder, _ = intake.locate(upload(tmp_path, "the same module twice"), A, Path(work))
+        assert (folder / f"{A}.py").read_text() == REFERENCE
+
+
+def test_visibility_rules_go_from_the_most_specific(monkeypatch):
+    from grader.report import visibility_of
+    monkeypatch.setattr(load_suite(A), "visibility",
+                        {"*": "after_published", "causal/": "after_due_date",
+                         "causal/module": "hidden"})
+    shown = visibility_of(A)
+    assert shown["causal/module"] == "hidden" and shown["causal/attention"] == "after_due_date"
+    assert shown["pe/source"] == "after_published"
+    shown = visibility_of(A, "causal/=visible,pe/sizes=hidden")  # the command line wins
+    assert shown["causal/attention"] == "visible" and shown["causal/module"] == "hidden"
+    assert shown["pe/sizes"] == "hidden" and shown["pe/source"] == "after_published"
+    monkeypatch.setattr(load_suite(A), "visibility", {})
+    assert set(visibility_of(A).values()) == {"visible"}  # the default is unchanged
+
+
+# ---------------------------------------------------------------------------------------
 # --resume
 # ---------------------------------------------------------------------------------------
 
