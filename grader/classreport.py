@@ -28,6 +28,8 @@ SIMILAR = 0.75    # share of each file's own code found in the other that flags 
 NOISE = 25        # copydetect's defaults: matches shorter than NOISE characters of tokens
 GUARANTEE = 30    # are ignored, those of GUARANTEE or more are always found
 CONTEXT = 2       # unmatched lines shown around matched ones
+LARGEST = 256 << 10  # bytes of a module compared (a larger one is left out: tokenizing it is slow)
+LONGEST = 200     # characters of a line shown side by side
 MOST_PAIRS = 30   # flagged pairs listed, the most alike first,
 SIDE_BY_SIDE = 10  # and the first of them shown side by side
 
@@ -92,14 +94,14 @@ def shown_lines(code: str, slices) -> list:
     for number in sorted(n for n in near if 0 <= n < len(lines)):
         if number != previous + 1:
             shown.append((None, "...", False))
-        shown.append((number + 1, lines[number], number in matched))
+        shown.append((number + 1, lines[number][:LONGEST], number in matched))
         previous = number
     return shown
 
 
 def module_texts(outcomes: dict, assignment: str) -> dict[str, str]:
-    """{id: module text} of every graded submission, located as the grader located it
-    (read as text here, never run)."""
+    """{id: module text} of every graded submission up to LARGEST bytes, located as the
+    grader located it (read as text here, never run)."""
     texts = {}
     for sid, outcome in outcomes.items():
         if outcome.status != "graded":
@@ -107,9 +109,12 @@ def module_texts(outcomes: dict, assignment: str) -> dict[str, str]:
         with intake.workspace() as tmp:
             try:
                 folder, _ = intake.locate(outcome.source, assignment, Path(tmp))
-                data = (folder / f"{assignment}.py").read_bytes()
+                with open(folder / f"{assignment}.py", "rb") as module:
+                    data = module.read(LARGEST + 1)
             except (intake.SubmissionError, OSError):
                 continue
+        if len(data) > LARGEST:
+            continue
         texts[sid] = data.decode("utf-8", "replace")
     return texts
 

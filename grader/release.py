@@ -165,7 +165,8 @@ def drift() -> str | None:
     None. Cheapest first, stopping at the first stage that drifts (the fixtures take
     minutes): skeletons, notebooks, then each assignment's mutants and equivalents (exact
     edits of the reference) and fixtures."""
-    from grader.authoring import AuthoringError, fixtures, skeletons, solution_names, stale_variants
+    from grader.authoring import (AuthoringError, fixtures, skeletons, solution_names,
+                                  stale_variants)
     from grader.notebooks import notebooks
     for kind, check in (("skeletons", skeletons), ("notebooks", notebooks)):
         stale = check(check=True)
