@@ -5,6 +5,7 @@ grading completed, whatever the score.
 """
 import argparse
 from dataclasses import replace
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,8 +32,21 @@ def cmd_notebooks(args) -> int:
 
 
 def cmd_fixtures(args) -> int:
-    from grader.authoring import fixtures, solution_names
+    from grader.authoring import fixtures, solution_names, stale_variants
+    from grader.suites import load_suite
     names = args.assignments or solution_names()
+    for name in names:
+        load_suite(name)  # an unknown name is one line, before any work
+    broken = {name: stale_variants(name) for name in names}
+    if any(broken.values()):
+        for name, problems in broken.items():
+            if problems:
+                print(f"fixtures {name}: {len(problems)} mutants or equivalents no longer apply "
+                      f"to solutions/{name}.py (each is a list of exact text edits of it; "
+                      f"update their texts in solutions/{name}_mutants.py or "
+                      f"_equivalents.py):")
+                print("\n".join(problems))
+        return 1
     stale = []
     for name in names:
         started = time.monotonic()
@@ -64,13 +78,19 @@ def progress_bar(total: int, label: str):
 
 def cmd_grade(args) -> int:
     from grader import report
-    from grader.grade import grade, grade_outputs
+    from grader.grade import checked_setup, grade, grade_outputs
     from grader.sandbox import Limits
     from grader.suites import available
     names = [args.assignment] if args.assignment != "all" else [
         a for a in available() if (paths.ASSIGNMENTS / f"{a}.py").is_file()]
     if not names:
         raise ValueError(f"no assignment modules in {paths.ASSIGNMENTS}")
+    shown = {}
+    for name in names:  # a broken setup is one line before anything is graded
+        checked_setup(name, "autograder" if args.outputs else args.set, args.cases,
+                      not args.no_training)
+        shown.update({case if len(names) == 1 else f"{name}/{case}": value for case, value
+                      in report.visibility_of(name, args.visibility).items()})
     results = []
     for name in names:
         if args.outputs:
@@ -95,7 +115,7 @@ def cmd_grade(args) -> int:
                     for g in graded_all for v in g.verdicts]
         report.write_results(Path(args.results), report.results(
             verdicts, sum(g.seconds for g in graded_all),
-            notes=[n for g in graded_all for n in g.notes]))
+            notes=[n for g in graded_all for n in g.notes], visibility=shown))
     for graded, note in results:
         print(report.table(graded.assignment, graded.verdicts, graded.seconds, note))
         for line in graded.notes:
@@ -115,7 +135,7 @@ def device_name(requested: str) -> str:
 
 
 def cmd_batch(args) -> int:
-    from grader.batch import grade_all
+    from grader.batch import grade_class
     from grader.sandbox import Limits
     submissions = [Path(s) for s in args.submissions]
     missing = [str(s) for s in submissions if not s.exists()]
@@ -126,13 +146,22 @@ def cmd_batch(args) -> int:
     started = time.monotonic()
     limits = Limits(case_time=args.case_time, submission_time=args.submission_time,
                     insecure=args.insecure)
-    results = grade_all(submissions, args.assignment, out, jobs=args.jobs,
-                        device=device_name(args.device), training=not args.no_training,
-                        limits=limits, progress=sys.stderr.isatty(),
-                        scheduler=args.scheduler)
+    result = grade_class(submissions, args.assignment, out, jobs=args.jobs,
+                         device=device_name(args.device), training=not args.no_training,
+                         limits=limits, progress=sys.stderr.isatty(),
+                         scheduler=args.scheduler, resume=args.resume,
+                         roster=Path(args.roster) if args.roster else None,
+                         metadata=Path(args.metadata) if args.metadata else None,
+                         visibility=args.visibility, class_report=not args.no_report)
     seconds = time.monotonic() - started
-    print(f"graded {len(results)} submissions in {seconds:.1f} s "
-          f"({60 * len(results) / seconds:.0f} per minute); wrote {out / 'gradebook.csv'}")
+    graded = len(result.regraded)
+    kept = len(result.outcomes) - graded
+    not_graded = sum(o.status != "graded" for o in result.outcomes.values())
+    print(f"graded {graded} submissions in {seconds:.1f} s"
+          + (f" ({60 * graded / seconds:.0f} per minute)" if graded and seconds else "")
+          + (f"; kept {kept} unchanged since the last run" if kept else "")
+          + (f"; {not_graded} not graded (see the reason column)" if not_graded else "")
+          + f"; wrote {', '.join(str(p) for p in result.written)}")
     return 0
 
 
@@ -155,7 +184,11 @@ def shown(path: Path) -> str:
 
 
 def cmd_release(args) -> int:
-    from grader.release import release
+    from grader.release import drift, release
+    problem = drift()
+    if problem:
+        print(f"release refused: {problem}", file=sys.stderr)
+        return 1
     for path in release(Path(args.out)):
         print(f"wrote {path}")
     return 0
@@ -175,13 +208,23 @@ def cmd_audit(args) -> int:
 
 def cmd_mutant(args) -> int:
     from grader.authoring import mutants, write_mutant
+    from grader.suites import load_suite
+    load_suite(args.assignment)  # an unknown assignment is one line
     if not args.name:
-        for name, (description, _) in mutants(args.assignment).items():
+        known = mutants(args.assignment)
+        for name, (description, _) in known.items():
             print(f"{name:<24} {description}")
+        if not known:
+            print(f"{args.assignment}: no known mistakes (solutions/{args.assignment}_mutants.py)")
         return 0
     target = write_mutant(args.assignment, args.name, Path(args.folder))
     print(f"wrote {target}")
     return 0
+
+
+VISIBILITY_HELP = ("Gradescope visibility of cases in results.json, over the suite's own: "
+                   "RULE=VALUE,... with RULE a case, a part (train/) or *, VALUE visible, "
+                   "hidden, after_due_date or after_published (default: $GRADER_VISIBILITY)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -214,6 +257,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
     s.add_argument("--insecure", action="store_true",
                    help="run without the sandbox, limits only (a student's own laptop)")
+    s.add_argument("--visibility", metavar="RULES", default=os.environ.get("GRADER_VISIBILITY"),
+                   help=VISIBILITY_HELP)
     s.set_defaults(run=cmd_grade)
 
     s = sub.add_parser("batch", help="grade many submissions (zips or folders) in parallel")
@@ -231,6 +276,16 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--scheduler", metavar="ADDRESS",
                    help="grade on a Dask cluster: a scheduler address (tcp://host:8786), or "
                         "local:N for N worker processes on this machine")
+    s.add_argument("--resume", action="store_true",
+                   help="keep the results of submissions graded before with the same bytes "
+                        "and grader version")
+    s.add_argument("--roster", metavar="CSV",
+                   help="who submitted what: a CSV with a submission or id column, and name, email")
+    s.add_argument("--metadata", metavar="YML",
+                   help="Gradescope's submission_metadata.yml (default: the one beside or "
+                        "inside the submissions, if any)")
+    s.add_argument("--visibility", metavar="RULES", help=VISIBILITY_HELP)
+    s.add_argument("--no-report", action="store_true", help="do not write report.html")
     s.set_defaults(run=cmd_batch)
 
     s = sub.add_parser("submit", help="write submissions/<a>.zip to upload")
@@ -263,9 +318,11 @@ def main(argv=None) -> int:
     from grader.authoring import AuthoringError
     from grader.cluster import ClusterError
     from grader.grade import GradingError
+    from grader.roster import RosterError
     try:
         return args.run(args)
-    except (GradingError, AuthoringError, ClusterError, ValueError, FileNotFoundError) as exc:
+    except (GradingError, AuthoringError, ClusterError, RosterError, ValueError,
+            FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

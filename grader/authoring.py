@@ -11,6 +11,7 @@ the results are saved as tensors and plain containers (loadable with weights_onl
     autograder_expected.pt  its expected values and known-mistake outputs (instructors only)
 """
 import contextlib
+import difflib
 import importlib.util
 import io
 import os
@@ -142,14 +143,52 @@ def variant_source(assignment: str, name: str, kind: str = "mutants") -> str:
     if name not in known:
         raise AuthoringError(f"no {kind[:-1]} {name!r} in solutions/{assignment}_{kind}.py; "
                              f"known: {', '.join(known) or 'none'}")
-    _, replacements = known[name]
-    source = (paths.SOLUTIONS / f"{assignment}.py").read_text()
-    for old, new in replacements:
-        if source.count(old) != 1:
-            raise AuthoringError(f"{kind[:-1]} {name}: {old!r} occurs {source.count(old)} times "
-                                 f"in solutions/{assignment}.py (must be exactly once)")
-        source = source.replace(old, new)
+    source, problem = applied(paths.SOLUTIONS / f"{assignment}.py", known[name][1])
+    if problem:
+        raise AuthoringError(f"{kind[:-1]} {name}: {problem.splitlines()[0]}")
     return source
+
+
+def applied(reference: Path, replacements) -> tuple[str, str | None]:
+    """(the reference's text with each (old, new) applied in turn, None), or (the text so
+    far, why the first replacement that does not apply fails, with the closest lines)."""
+    source = reference.read_text()
+    for number, (old, new) in enumerate(replacements, start=1):
+        if source.count(old) != 1:
+            return source, (f"the text of replacement {number} occurs {source.count(old)} times "
+                            f"in solutions/{reference.name} (must be exactly once)\n"
+                            + closest_lines(source, old))
+        source = source.replace(old, new)
+    return source, None
+
+
+def closest_lines(source: str, text: str) -> str:
+    """The lines of `source` most like `text` (as many as `text` has), as a diff from
+    `text` to them: what an edit of the reference changed under a variant."""
+    lines, wanted = source.splitlines(), text.strip("\n").splitlines() or [text]
+    width = len(wanted)
+    scored = [(difflib.SequenceMatcher(None, "\n".join(wanted),
+                                       "\n".join(lines[i:i + width])).ratio(), i)
+              for i in range(max(1, len(lines) - width + 1))]
+    _, start = max(scored, key=lambda item: (item[0], -item[1]))
+    found = lines[start:start + width]
+    diff = difflib.unified_diff(wanted, found, "the variant expects", "the reference has",
+                                lineterm="", n=1)
+    return (f"    closest: lines {start + 1}-{start + len(found)}\n"
+            + "\n".join("    " + line for line in list(diff)[2:]))
+
+
+def stale_variants(assignment: str) -> list[str]:
+    """Every mutant and equivalent that no longer applies to the reference, each as
+    "<kind> <name>: why" followed by the closest lines of the reference, as a diff."""
+    reference = paths.SOLUTIONS / f"{assignment}.py"
+    found = []
+    for kind in KINDS:
+        for name, (_, replacements) in variants(assignment, kind).items():
+            _, problem = applied(reference, replacements)
+            if problem:
+                found.append(f"  {kind[:-1]} {name}: {problem}")
+    return found
 
 
 def mutant_source(assignment: str, mutant: str) -> str:
@@ -292,12 +331,16 @@ def fixtures(assignment: str, check: bool) -> tuple[list[str], float]:
         path = paths.fixture_file(assignment, kind)
         problem = "missing"
         if path.is_file():
-            saved = torch.load(path, weights_only=True)
-            problem, drift = fixture_difference(saved, obj, suite)
-            largest = max(largest, drift)
+            try:
+                saved = torch.load(path, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - truncated or not a torch file: rebuild
+                saved, problem = None, f"unreadable: {type(exc).__name__}"
+            if saved is not None:
+                problem, drift = fixture_difference(saved, obj, suite)
+                largest = max(largest, drift)
         if problem is None:
             continue
-        stale.append(f"{path.relative_to(paths.ROOT)} ({problem})")
+        stale.append(f"{paths.shown(path)} ({problem})")
         if not check:
             write_atomic(path, serialize(obj))
     return stale, largest
@@ -305,6 +348,8 @@ def fixtures(assignment: str, check: bool) -> tuple[list[str], float]:
 
 def fixture_difference(saved: dict, built: dict, suite) -> tuple[str | None, float]:
     """(None or where the files differ, largest drift / tolerance) of two fixture objects."""
+    if type(saved) is not dict or type(saved.get("cases")) is not dict:
+        return "not a fixture file", 0.0
     if saved.keys() != built.keys() or saved.get("meta") != built.get("meta"):
         return "metadata differs", 0.0
     if saved["cases"].keys() != built["cases"].keys():

@@ -28,6 +28,7 @@ class Verdict:
     tol: float | None = None
     measure: str = "error"         # what `error` holds: error | accuracy | loss
     todo: bool = False             # the part raised NotImplementedError: not started yet
+    mistake: str = ""              # the name of the known mistake the outputs match, if any
 
     @property
     def status(self) -> str:
@@ -111,6 +112,9 @@ class Suite:
     def __init__(self, assignment: str):
         self.assignment = assignment
         self.cases: dict[str, Case] = {}
+        # Gradescope visibility per case name or part prefix ("train/"), e.g.
+        # {"train/": "after_due_date"}; cases not named are "visible" (grader/report.py).
+        self.visibility: dict[str, str] = {}
 
     def add(self, case: Case) -> Case:
         if case.name in self.cases:
@@ -283,14 +287,16 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
     `min_accuracy` overrides the case's threshold (the gpu profile's)."""
     measure = case.measure
 
-    def fail(message, error=None):
+    def fail(message, error=None, mistake=None):
         return Verdict(case.name, 0.0, case.points, False, message, error,
-                       None if case.is_training else case.tol, measure)
+                       None if case.is_training else case.tol, measure,
+                       mistake=mistake[0] if mistake else "")
 
     problem = validate(got, expected)
     if problem:
         known = diagnose(got, mutants or {}, case.tol)  # mistakes of shape or dtype too
-        return fail(f"{problem}: looks like a known mistake: {known}" if known else problem)
+        return fail(f"{problem}: looks like a known mistake: {known[1]}" if known else problem,
+                    mistake=known)
     if case.max_loss is not None:
         loss = got.item()
         message = f"loss of the trained weights {loss:.3f} (needs < {case.max_loss})"
@@ -321,8 +327,8 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
     if not worst.error <= case.tol or math.isnan(worst.error):
         known = diagnose(got, mutants or {}, case.tol)
         if known:
-            return fail(f"{worst.describe(case.tol)}: looks like a known mistake: {known}",
-                        worst.error)
+            return fail(f"{worst.describe(case.tol)}: looks like a known mistake: {known[1]}",
+                        worst.error, known)
         broken = failed_property(case, got)
         if broken:
             return fail(f"{worst.describe(case.tol)}; {broken}", worst.error)
@@ -346,10 +352,10 @@ def failed_property(case: Case, got) -> str | None:
     return None
 
 
-def diagnose(got, mutants: dict, tol: float) -> str | None:
-    """The description of the known mistake whose outputs match `got`, if exactly one does
-    (outputs that several mistakes produce alike name none of them)."""
-    matches = [mutant["description"] for mutant in mutants.values()
+def diagnose(got, mutants: dict, tol: float) -> tuple[str, str] | None:
+    """(name, description) of the known mistake whose outputs match `got`, if exactly one
+    does (outputs that several mistakes produce alike name none of them)."""
+    matches = [(name, mutant["description"]) for name, mutant in mutants.items()
                if validate(got, mutant["outputs"], finite=False) is None
                and distance(got, mutant["outputs"]) <= tol]
     return matches[0] if len(matches) == 1 else None

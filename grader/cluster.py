@@ -9,7 +9,10 @@ a task that still fails is reported for its submission only.
 
 Dask is imported only here, and only when `--scheduler` is given.
 """
+import contextlib
 import io
+import logging
+import signal
 import tempfile
 import zipfile
 from dataclasses import asdict
@@ -62,13 +65,28 @@ def connect(scheduler: str):
             raise ClusterError(f"--scheduler {scheduler}: use local:N with a whole number N")
         if workers < 1:
             raise ClusterError(f"--scheduler {scheduler}: N must be at least 1")
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        with ctrl_c_ignored():  # the worker processes inherit it
+            # Errors only: the client reports each submission's failure itself, and a
+            # shutdown after Ctrl-C would log a warning per cancelled task.
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
         return Client(cluster), cluster
     try:
         return Client(scheduler, timeout="20s"), None
     except (OSError, TimeoutError) as exc:
         raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler ({exc})")
+
+
+@contextlib.contextmanager
+def ctrl_c_ignored():
+    """SIGINT ignored while processes are started: Ctrl-C in a terminal reaches the whole
+    process group, and only the client should answer it (one line, not a traceback from
+    every worker)."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def grade_on_cluster(items: list[tuple[str, Path]], assignment: str, scheduler: str,
@@ -95,6 +113,10 @@ def grade_on_cluster(items: list[tuple[str, Path]], assignment: str, scheduler: 
             except Exception as exc:  # noqa: BLE001 - one submission's failure, reported
                 text = str(exc).splitlines()[0][:200] if str(exc) else ""
                 yield sid, None, f"failed to grade on the cluster: {type(exc).__name__}: {text}"
+    except (KeyboardInterrupt, GeneratorExit):
+        # Closing a cluster in the middle of its tasks logs warnings nobody needs now.
+        logging.getLogger("distributed").setLevel(logging.CRITICAL)
+        raise
     finally:
         client.close()
         if cluster is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from grader import intake, paths
-from grader.cases import Verdict, describe, judge
+from grader.cases import Verdict, describe, judge, only_tensors
 from grader.sandbox import (Limits, clean_message, decode_outputs_file, run_cases,
                             sandbox_mode)
 from grader.suites import load_suite
@@ -34,10 +34,26 @@ class Graded:
         return sum(v.max_points for v in self.verdicts)
 
 
-def load_fixture(path: Path) -> dict:
+def load_fixture(assignment: str, kind: str) -> dict:
+    """The {case name: entry} of one fixture file; GradingError (one line) when the file is
+    missing, cannot be read (truncated, not a torch file) or is not this assignment's."""
+    path = paths.fixture_file(assignment, kind)
+    rebuild = f"rebuild it with `python -m grader fixtures {assignment}`"
     if not path.is_file():
-        raise GradingError(f"missing fixture {path}: run `python -m grader fixtures`")
-    return torch.load(path, weights_only=True)["cases"]
+        raise GradingError(f"missing fixture {paths.shown(path)}: {rebuild}")
+    try:
+        data = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated, not a zip, not a torch file, ...
+        raise GradingError(f"fixture {paths.shown(path)} cannot be read ({type(exc).__name__}): "
+                           f"{rebuild}") from None
+    if type(data) is not dict or type(data.get("cases")) is not dict:
+        raise GradingError(f"fixture {paths.shown(path)} is not a fixture file (no dict of cases): "
+                           f"{rebuild}")
+    owner = data.get("meta", {}).get("assignment") if type(data.get("meta")) is dict else None
+    if owner != assignment:
+        raise GradingError(f"fixture {paths.shown(path)} belongs to {str(owner)[:40]!r}, not "
+                           f"{assignment!r}: {rebuild}")
+    return data["cases"]
 
 
 def fixture_set(assignment: str, requested: str = "auto") -> str:
@@ -48,14 +64,68 @@ def fixture_set(assignment: str, requested: str = "auto") -> str:
     return "autograder" if have else "public"
 
 
-def inputs_and_expected(assignment: str, which: str) -> tuple[dict, dict]:
-    """({case: inputs}, {case: {"expected", "mutants"}}) of one fixture set."""
+def inputs_and_expected(assignment: str, which: str,
+                        expected: bool = True) -> tuple[dict, dict | None]:
+    """({case: inputs}, {case: {"expected", "mutants"}}) of one fixture set (None for the
+    second without `expected`: the autograder inputs alone, as students have them)."""
+    def inputs_of(cases):
+        return {k: v.get("inputs") if type(v) is dict else None for k, v in cases.items()}
     if which == "public":
-        cases = load_fixture(paths.fixture_file(assignment, "public"))
-        return {k: v["inputs"] for k, v in cases.items()}, cases
-    inputs = load_fixture(paths.fixture_file(assignment, "autograder_inputs"))
-    return ({k: v["inputs"] for k, v in inputs.items()},
-            load_fixture(paths.fixture_file(assignment, "autograder_expected")))
+        cases = load_fixture(assignment, "public")
+        return inputs_of(cases), cases if expected else None
+    return (inputs_of(load_fixture(assignment, "autograder_inputs")),
+            load_fixture(assignment, "autograder_expected") if expected else None)
+
+
+@dataclass
+class Setup:
+    """What grading needs before any student code runs, checked: the chosen cases and the
+    fixture set's inputs and expected values for each of them."""
+    cases: list
+    which: str
+    inputs: dict
+    expected: dict | None
+
+
+def checked_setup(assignment: str, which: str = "auto", cases=None, training: bool = True,
+                  expected: bool = True) -> Setup:
+    """Load the suite and the fixture set and check that every chosen case has inputs (a
+    dict) and, with `expected`, expected values and known-mistake outputs (tensors): a broken
+    setup is one line (GradingError) before anyone is graded, never a zero for everyone."""
+    try:
+        chosen = select(assignment, cases, training)
+    except ValueError:  # an unknown assignment or case: already one line
+        raise
+    except Exception as exc:  # noqa: BLE001 - a suite module that does not import
+        raise GradingError(f"the suite of {assignment} cannot be loaded "
+                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    which = fixture_set(assignment, which)
+    inputs, wanted = inputs_and_expected(assignment, which, expected)
+    files = ("public", "public") if which == "public" else ("autograder_inputs",
+                                                           "autograder_expected")
+    for case in chosen:
+        kind, problem = ((files[0], "no inputs") if type(inputs.get(case.name)) is not dict
+                         else (files[1], expected and entry_problem(wanted.get(case.name))))
+        if problem:
+            path = paths.shown(paths.fixture_file(assignment, kind))
+            raise GradingError(f"fixture {path} does not fit case {case.name!r} "
+                               f"({problem}): rebuild it with "
+                               f"`python -m grader fixtures {assignment}`")
+    return Setup(chosen, which, inputs, wanted)
+
+
+def entry_problem(entry) -> str | None:
+    """Why one case's expected-values entry cannot be used, or None."""
+    if type(entry) is not dict or "expected" not in entry:
+        return "no expected values"
+    if not only_tensors(entry["expected"]):
+        return "its expected values are not tensors"
+    mistakes = entry.get("mutants", {})
+    if type(mistakes) is not dict or not all(
+            type(m) is dict and isinstance(m.get("description"), str)
+            and only_tensors(m.get("outputs")) for m in mistakes.values()):
+        return "its known-mistake outputs are malformed"
+    return None
 
 
 def resolve_impl(impl) -> Path:
@@ -78,12 +148,11 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
     """Execute mode: run the student's module on fixture inputs in the sandbox, then judge
     each case as its reply arrives (its outputs are dropped once judged)."""
     started = time.monotonic()
-    chosen = select(assignment, cases, training)
-    submission = resolve_impl(impl)
-    which = fixture_set(assignment, which)
-    limits = limits or Limits()
     # Workers are fresh interpreters in their own sandbox: loading fixtures here leaks nothing.
-    inputs, expected = inputs_and_expected(assignment, which)
+    setup = checked_setup(assignment, which, cases, training)
+    chosen, which, inputs, expected = setup.cases, setup.which, setup.inputs, setup.expected
+    submission = resolve_impl(impl)
+    limits = limits or Limits()
     notes = [note for note in [sandbox_mode(limits)[2]] if note]
     with intake.workspace() as tmp:
         try:
@@ -102,13 +171,10 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
                                clean_message(f"could not judge the outputs "
                                              f"({type(exc).__name__}: {exc})"))
 
-        jobs = [(case, inputs[case.name]) for case in chosen
-                if case.name in inputs and case.name in expected]
+        jobs = [(case, inputs[case.name]) for case in chosen]
         ran = run_cases(assignment, module, jobs, device=device, limits=limits,
                         progress=progress, on_result=judged)
-    stale = "the fixture has no entry for this case (run `python -m grader fixtures`)"
-    verdicts = [ran.get(case.name) or Verdict(case.name, 0.0, case.points, False, stale)
-                for case in chosen]
+    verdicts = [ran[case.name] for case in chosen]
     if refused:
         notes.append(clean_message(f"refused unsafe zip entries: {', '.join(refused)}"))
     return Graded(assignment, verdicts, time.monotonic() - started, which, notes)
@@ -191,8 +257,8 @@ def grade_outputs(assignment: str, outputs_file: Path, *, cases=None,
     The file is decoded in a separate, limited worker (its pickle is untrusted), under a
     size cap, and comes back as plain tensors; each case is judged on its own."""
     started = time.monotonic()
-    chosen = select(assignment, cases, training=False)
-    _, expected = inputs_and_expected(assignment, "autograder")
+    setup = checked_setup(assignment, "autograder", cases, training=False)
+    chosen, expected = setup.cases, setup.expected
     if not Path(outputs_file).is_file():
         raise GradingError(f"--outputs {outputs_file}: no such file")
     data, problem = outputs_bytes(Path(outputs_file), (limits or Limits()).output)
@@ -237,9 +303,8 @@ def outputs_bytes(path: Path, cap: int) -> tuple[bytes | None, str | None]:
 def autograder_outputs(assignment: str, impl: str, *, device: str = "cpu",
                        limits: Limits | None = None) -> dict:
     """The student's outputs on the autograder inputs (for `autograder.pt` in the zip)."""
-    chosen = select(assignment, None, training=False)
-    inputs = {k: v["inputs"] for k, v in
-              load_fixture(paths.fixture_file(assignment, "autograder_inputs")).items()}
+    setup = checked_setup(assignment, "autograder", None, training=False, expected=False)
+    chosen, inputs = setup.cases, setup.inputs
     with intake.workspace() as tmp:
         folder, _ = intake.locate(resolve_impl(impl), assignment, Path(tmp))
         ran = run_cases(assignment, folder / f"{assignment}.py",

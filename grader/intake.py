@@ -3,6 +3,7 @@
 Zips are unpacked by hand, member by member: names that are absolute, climb out with `..`,
 or are links are refused, sizes are capped, and only regular files are written.
 """
+import os
 import shutil
 import stat
 import tempfile
@@ -54,34 +55,88 @@ def unpack_zip(archive: Path, target: Path) -> list[str]:
     return refused
 
 
+MAX_ZIPS = 4      # zips one submitted folder may hold
+MAX_WALKED = 10_000  # entries of a submitted folder looked at
+MAX_LISTED = 10   # file names a refusal lists
+
+
 def locate(submission: Path, assignment: str, workspace: Path) -> tuple[Path, list[str]]:
     """A folder holding `<assignment>.py` for this submission, plus refused zip entries.
 
+    A submission has one meaning or is refused (SubmissionError, one line): a .py file is
+    the module; a zip, or a folder and the zips in it (Gradescope: the zip from `make
+    submit`), must hold one `<assignment>.py` anywhere inside. Copies with identical bytes
+    count once; different versions (draft/ and final/, a .py beside a zip, two zips) are
+    refused listing them, and no module at all is refused listing the files that were there.
     `workspace` is an empty temporary folder owned by the caller (it is deleted after).
     """
-    submission = Path(submission)
+    submission, workspace = Path(submission), Path(workspace)
+    module = f"{assignment}.py"
     if not submission.exists():
         raise SubmissionError(f"{submission}: no such file or folder")
-    refused = []
-    if submission.is_dir():
-        folder = submission
-        zips = sorted(submission.glob("*.zip"))
-        if not (folder / f"{assignment}.py").is_file() and len(zips) == 1:
-            folder = workspace  # Gradescope: the student uploaded the zip from `make submit`
-            refused = unpack_zip(zips[0], folder)
-    elif submission.suffix == ".py":
-        folder = workspace
-        shutil.copyfile(submission, folder / f"{assignment}.py")
-    elif submission.suffix == ".zip":
-        folder = workspace
-        refused = unpack_zip(submission, folder)
-    else:
+    if submission.is_file() and submission.suffix == ".py":
+        shutil.copyfile(submission, workspace / module)
+        return workspace, []
+    if submission.is_file() and submission.suffix != ".zip":
         raise SubmissionError(f"{submission.name}: expected a folder, a .zip or a .py file")
-    if not (folder / f"{assignment}.py").is_file():
-        matches = sorted(folder.rglob(f"{assignment}.py"))  # zipped inside a folder
-        if matches:
-            folder = matches[0].parent
-    return folder, refused
+    files, zips, refused = [], [], []
+    if submission.is_dir():
+        files = walk(submission, submission, "")
+        zips = [(label, path) for label, path in files if path.suffix == ".zip"]
+    else:
+        zips = [(submission.name, submission)]
+    if len(zips) > MAX_ZIPS:
+        raise SubmissionError(f"{len(zips)} zips in the submission "
+                              f"({listed([label for label, _ in zips])}); "
+                              f"expected one {module}, or one zip from `make submit` holding it")
+    for number, (label, archive) in enumerate(zips):
+        target = workspace / f"zip{number}"
+        target.mkdir()
+        refused += unpack_zip(archive, target)
+        files += walk(target, target, f"{label}:")
+    found = [(label, path) for label, path in files if path.name == module]
+    if not found:
+        names = [label for label, _ in files]
+        raise SubmissionError(f"missing file: no {module} in the submission; "
+                              + (f"it holds {listed(names)}" if names else "it is empty"))
+    versions = {content_key(label, path) for label, path in found}
+    if len(versions) > 1:
+        raise SubmissionError(f"ambiguous submission: {len(versions)} different versions of "
+                              f"{module} ({listed([label for label, _ in found])}); expected "
+                              f"exactly one {module}, or one zip from `make submit` holding it")
+    return found[0][1].parent, refused
+
+
+def walk(folder: Path, root: Path, prefix: str) -> list[tuple[str, Path]]:
+    """(label, path) of the regular files and links under `folder`, labelled by their path
+    below `root` after `prefix`; links to folders are not followed."""
+    found = []
+    for place, folders, names in os.walk(folder):
+        folders.sort()
+        for name in sorted(names):
+            path = Path(place) / name
+            found.append((prefix + path.relative_to(root).as_posix(), path))
+            if len(found) >= MAX_WALKED:
+                return found
+    return found
+
+
+def content_key(label: str, path: Path):
+    """The module's bytes (copies count once); a link or an unreadable file is its own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return ("unreadable", label)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(MAX_MEMBER + 1)
+
+
+def listed(names: list[str]) -> str:
+    """At most MAX_LISTED names, each printable and short, and how many more there were."""
+    shown = ["".join(ch if ch.isprintable() else "?" for ch in name)[:80]
+             for name in names[:MAX_LISTED]]
+    more = f" and {len(names) - MAX_LISTED} more" if len(names) > MAX_LISTED else ""
+    return ", ".join(shown) + more
 
 
 def workspace() -> tempfile.TemporaryDirectory:

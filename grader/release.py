@@ -1,13 +1,17 @@
 """`make release`: what leaves the instructor's repository.
 
 student/            skeletons, notebooks, dlkit, grader, public fixtures and the autograder
-                    inputs (never their expected values), Makefile, pyproject, README
+                    inputs (never their expected values), pyproject, the students' README
+                    (student/README.md) and a Makefile with only the student targets
 student.zip         the same folder, zipped
 gradescope_<a>.zip  setup.sh and run_autograder at the root, grader, dlkit, full fixtures,
                     the reference module (training cases are evaluated with it, in a
                     sandbox that never sees the student's code) and MANUAL_GRADING.md
+
+Nothing is built while the instructor material is out of date (`drift`).
 """
 import io
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -19,8 +23,10 @@ from grader.authoring import write_atomic
 from grader.written import questions
 from grader.suites import available
 
-SHARED = ["grader", "dlkit", "pyproject.toml", "README.md"]
-STUDENT = SHARED + ["assignments", "notebooks", "Makefile", ".gitignore"]
+SHARED = ["grader", "dlkit", "pyproject.toml"]
+STUDENT = SHARED + ["assignments", "notebooks", ".gitignore"]
+STUDENT_README = "student/README.md"  # the bundle's README.md, written for students
+STUDENT_TARGETS = {"install", "$(STAMP)", "grade", "test", "submit", "notebook"}
 SKIP = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -49,6 +55,7 @@ if [ $status -ne 0 ] || [ ! -s "$ROOT/results/results.json" ]; then
   # The grader itself failed (not the submission): still leave a valid results.json.
   printf '{{"score": 0, "output": "The autograder failed to run (exit %s); please tell the course staff.", "tests": []}}\\n' "$status" \\
     > "$ROOT/results/results.json"
+  exit $(( status ? status : 1 ))
 fi
 """
 
@@ -69,6 +76,9 @@ def student_bundle(target: Path) -> Path:
     if target.exists():
         shutil.rmtree(target)
     copy_tree(STUDENT, target)
+    shutil.copy2(paths.ROOT / STUDENT_README, target / "README.md")
+    makefile = student_makefile((paths.ROOT / "Makefile").read_text())
+    write_atomic(target / "Makefile", makefile.encode())
     for assignment in available():
         for kind in ("public", "autograder_inputs"):
             source = paths.fixture_file(assignment, kind)
@@ -77,6 +87,25 @@ def student_bundle(target: Path) -> Path:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(source, destination)
     return target
+
+
+RULE = re.compile(r"^([^\s#:=][^:=]*?)\s*::?(?!=)")
+
+
+def student_makefile(text: str) -> str:
+    """The course Makefile with only the student targets (STUDENT_TARGETS): its comments and
+    variables, those rules (paragraphs separated by blank lines) and a .PHONY naming them."""
+    kept = ["# Generated from the course's Makefile by `make release`: the student targets."]
+    for paragraph in re.split(r"\n\s*\n", text.strip("\n")):
+        rules = [RULE.match(line) for line in paragraph.splitlines()
+                 if not line.startswith(("\t", "#"))]
+        targets = [m.group(1).strip() for m in rules if m]
+        if targets and targets[0] == ".PHONY":
+            named = [t for t in STUDENT_TARGETS if not t.startswith("$")]
+            kept.append(".PHONY: " + " ".join(sorted(named)))
+        elif not targets or targets[0] in STUDENT_TARGETS:
+            kept.append(paragraph)
+    return "\n\n".join(kept) + "\n"
 
 
 def zip_folder(folder: Path, archive: Path) -> None:
@@ -99,7 +128,7 @@ def gradescope_bundle(assignment: str, archive: Path) -> Path:
         add_text("setup.sh", SETUP_SH)
         add_text("run_autograder", RUN_AUTOGRADER.format(assignment=assignment))
         zf.writestr("MANUAL_GRADING.md", manual_grading(assignment))
-        for name in SHARED + [f"fixtures/{assignment}", f"solutions/{assignment}.py"]:
+        for name in SHARED + ["README.md", f"fixtures/{assignment}", f"solutions/{assignment}.py"]:
             source = paths.ROOT / name
             files = [source] if source.is_file() else sorted(source.rglob("*"))
             for path in files:
@@ -129,6 +158,33 @@ def manual_grading(assignment: str) -> str:
     if not found:
         lines.append("(this assignment's notebook has no written questions)")
     return "\n".join(lines) + "\n"
+
+
+def drift() -> str | None:
+    """Why a release would ship material out of step with the reference, in one line, or
+    None. Cheapest first, stopping at the first stage that drifts (the fixtures take
+    minutes): skeletons, notebooks, then each assignment's mutants and equivalents (exact
+    edits of the reference) and fixtures."""
+    from grader.authoring import (AuthoringError, fixtures, skeletons, solution_names,
+                                  stale_variants)
+    from grader.notebooks import notebooks
+    for kind, check in (("skeletons", skeletons), ("notebooks", notebooks)):
+        stale = check(check=True)
+        if stale:
+            return f"{kind} out of date ({', '.join(stale)}): run `python -m grader {kind}`"
+    for name in solution_names():
+        broken = stale_variants(name)
+        if broken:
+            return (f"{len(broken)} mutants or equivalents of {name} no longer apply to "
+                    f"solutions/{name}.py: `python -m grader fixtures {name}` lists them")
+        try:
+            changed, _ = fixtures(name, check=True)
+        except AuthoringError as exc:
+            return f"fixtures of {name} cannot be rebuilt: {exc}"
+        if changed:
+            return (f"fixtures out of date ({', '.join(changed)}): run "
+                    f"`python -m grader fixtures {name}`")
+    return None
 
 
 def release(out: Path) -> list[Path]:

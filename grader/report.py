@@ -44,9 +44,46 @@ def table(assignment: str, verdicts: list[Verdict], seconds: float, note: str = 
     return "\n".join(lines)
 
 
-def results(verdicts: list[Verdict], seconds: float, visibility: str = "visible",
-            notes: list[str] = ()) -> dict:
-    """Gradescope's results.json: valid whatever happened, including all-failed."""
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's
+
+
+def visibility_of(assignment: str, override: str | None = None) -> dict[str, str]:
+    """Each case's Gradescope visibility: the suite's `visibility` rules updated by
+    `override`, "RULE=VALUE,RULE=VALUE" (e.g. "train/=after_due_date,*=after_published").
+
+    A rule is a case name, a part ("train/": its cases) or "*" (every case); a case takes
+    its own rule, else its part's, else "*"'s, else "visible". Unknown values and rules that
+    match no case are a ValueError (one line)."""
+    from grader.suites import load_suite
+    suite = load_suite(assignment)
+    rules = dict(suite.visibility)
+    for item in filter(None, (override or "").split(",")):
+        rule, _, value = item.strip().partition("=")
+        rules[rule.strip()] = value.strip()
+    names = [c.name for c in suite]
+    for rule, value in rules.items():
+        if value not in VISIBILITIES:
+            raise ValueError(f"visibility {rule}={value}: the value must be one of "
+                             f"{', '.join(VISIBILITIES)}")
+        if rule != "*" and rule not in names and not any(n.startswith(rule) and rule.endswith("/")
+                                                       for n in names):
+            raise ValueError(f"visibility {rule}={value}: no case or part {rule!r} in "
+                             f"{assignment} (a part ends with /; * means every case)")
+
+    def chosen(name: str) -> str:
+        parts = [r for r in rules if r.endswith("/") and name.startswith(r)]
+        rule = name if name in rules else max(parts, key=len) if parts else "*"
+        return rules.get(rule, "visible")
+    return {name: chosen(name) for name in names}
+
+
+def results(verdicts: list[Verdict], seconds: float, notes: list[str] = (),
+            visibility: dict[str, str] | None = None) -> dict:
+    """Gradescope's results.json: valid whatever happened, including all-failed.
+
+    `visibility`: {case name: Gradescope visibility} (see `visibility_of`); unnamed cases,
+    and the results as a whole, are "visible"."""
+    visibility = visibility or {}
     tests = []
     for number, v in enumerate(verdicts, start=1):
         output = v.message or "passed"
@@ -55,11 +92,11 @@ def results(verdicts: list[Verdict], seconds: float, visibility: str = "visible"
                        else f" (scaled error {v.error:.2e}, tolerance {v.tol:.0e})")
         tests.append({"name": v.name, "number": str(number), "score": v.points,
                       "max_score": v.max_points, "status": "passed" if v.passed else "failed",
-                      "output": output, "visibility": visibility})
+                      "output": output, "visibility": visibility.get(v.name, "visible")})
     return {"score": sum(v.points for v in verdicts), "execution_time": round(seconds, 3),
-            "output": "; ".join([f"{sum(v.passed for v in verdicts)} of {len(verdicts)} cases passed",
-                                 *notes]),
-            "visibility": visibility, "stdout_visibility": "hidden", "tests": tests}
+            "output": "; ".join([f"{sum(v.passed for v in verdicts)} of {len(verdicts)} "
+                                 "cases passed", *notes]),
+            "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 
 def write_results(path: Path, data: dict) -> None:

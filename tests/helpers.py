@@ -71,3 +71,20 @@ def assert_gradescope_schema(data: dict) -> None:
         assert isinstance(test["output"], str)
         assert test["visibility"] in ("hidden", "after_due_date", "after_published", "visible")
     assert abs(data["score"] - sum(t["score"] for t in data["tests"])) < 1e-9
+
+
+def browser() -> str | None:
+    """The headless browser `make install` provides (Debian's chromium), if any."""
+    import shutil
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser",
+                                                "google-chrome"))), None)
+
+
+def headless(page: Path, *args: str, tmp: Path) -> subprocess.CompletedProcess:
+    """Open `page` in headless Chromium, offline and with a fresh profile, with `args`
+    (`--dump-dom`, `--screenshot=FILE`)."""
+    return subprocess.run(
+        [browser(), "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp / 'chromium-profile'}", *args,
+         page.resolve().as_uri()], capture_output=True, text=True, timeout=120)

@@ -16,6 +16,7 @@ from grader.batch import grade_all, unique_ids
 from grader.grade import grade, grade_outputs, judge_result
 from grader.sandbox import Limits, run_cases
 from grader.worker_protocol import FRAME, WireError, decode, encode
+from grader.suites import load_suite
 
 CORPUS = Path(__file__).parent / "corpus"
 REFERENCE = (paths.SOLUTIONS / "transformer.py").read_text()
@@ -375,7 +376,7 @@ def test_hostile_submission_between_two_correct_ones(tmp_path, monkeypatch, run_
     results = grade_all([good_a, hostile, good_b, skeleton, named_like_the_gradebook],
                         "transformer", out, jobs=2, training=False, progress=False,
                         limits=Limits(case_time=20.0))
-    max_score = sum(c.points for c in batch.load_suite("transformer").select(None, False))
+    max_score = sum(c.points for c in load_suite("transformer").select(None, False))
     scores = {sid: sum(v.points for v in verdicts) for sid, verdicts in results.items()}
     assert scores["a"] == max_score and scores["a-2"] == max_score, scores
     assert scores["hostile"] < max_score
