@@ -2,7 +2,7 @@
 
 student/            skeletons, notebooks, dlkit, grader, public fixtures and the autograder
                     inputs (never their expected values), pyproject, the students' README
-                    (student/README.md) and a Makefile with only the student targets
+                    (grader/templates/student_README.md) and a Makefile with only the student targets
 student.zip         the same folder, zipped
 gradescope_<a>.zip  setup.sh and run_autograder at the root, grader, dlkit, full fixtures,
                     the reference module (training cases are evaluated with it, in a
@@ -25,7 +25,7 @@ from grader.suites import available
 
 SHARED = ["grader", "dlkit", "pyproject.toml"]
 STUDENT = SHARED + ["assignments", "notebooks", ".gitignore"]
-STUDENT_README = "student/README.md"  # the bundle's README.md, written for students
+STUDENT_README = "grader/templates/student_README.md"  # the bundle's README.md, for students
 STUDENT_TARGETS = {"install", "$(STAMP)", "grade", "test", "submit", "notebook"}
 SKIP = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
