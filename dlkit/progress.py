@@ -28,6 +28,7 @@ def in_jupyter() -> bool:
 
 class OutputLine:
     """A file for tqdm that keeps one notebook output holding the latest line it wrote."""
+    encoding = "utf-8"  # tqdm draws its bar with block characters, not '#'
 
     def __init__(self):
         from IPython.display import display
@@ -45,7 +46,7 @@ class OutputLine:
 def tqdm(*args, **kwargs):
     """tqdm's text progress bar; in Jupyter it updates one output in place (see above)."""
     if in_jupyter() and "file" not in kwargs and not kwargs.get("disable"):
-        kwargs.update(file=OutputLine(), leave=True, ncols=100)
+        kwargs.update(file=OutputLine(), ncols=100)
         kwargs.setdefault("mininterval", 0.5)
     return text_tqdm(*args, **kwargs)
 

@@ -129,7 +129,7 @@ print(f"changed {(masked != text).float().mean():.4f} (about 0.135), "
 # initial logits are not all equal) and can only fall towards ln(99).
 
 # %%
-estimate(2 if QUICK else 20)
+estimate(6 if QUICK else 40)
 seed_everything(1234)
 mlm = bert.BertModel(2, vocab_size, 64, 4, 0.1, 0.1).to(device).train()
 optimizer = torch.optim.AdamW(mlm.parameters(), lr=1e-4, weight_decay=0.01)
@@ -184,7 +184,7 @@ valid_ids = bert_data.encode(tokenizer, valid_texts, profile["max_length"])
 print("train", tuple(train_ids.shape), "validation", tuple(valid_ids.shape))
 
 # %%
-estimate(4 if QUICK else 150)
+estimate(2 if QUICK else 35)
 seed_everything(profile["seed"])
 model = bert.BERTGRUSentiment(minilm, **profile["model"])
 print(f"trainable parameters: {bert.freeze_bert(model):,} of "

@@ -279,7 +279,7 @@ def plot_losses(curves, title):
     plt.show()
 
 
-estimate(1 if QUICK else 10)
+estimate(2 if QUICK else 5)
 overfit_curves = {}
 try:
     overfit_curves["rnn"] = overfit("rnn")
@@ -327,7 +327,7 @@ def show_samples(model, count=8):
     return exact
 
 
-estimate(2 if QUICK else 40)
+estimate(1 if QUICK else 12)
 models, curves, accuracy = {}, {}, {}
 try:
     models["rnn"], curves["rnn"] = train("rnn")
@@ -354,7 +354,7 @@ except NotImplementedError as exc:
 check(captioning, "lstm/", "model/forward_lstm", "model/sample_lstm");
 
 # %%
-estimate(3 if QUICK else 80)
+estimate(2 if QUICK else 25)
 try:
     overfit_curves["lstm"] = overfit("lstm")
     plot_losses(overfit_curves, "overfitting 50 scenes")
@@ -391,7 +391,7 @@ check(captioning, "attention/lstm_step_forward", "attention/lstm_forward",
       "model/forward_attn", "model/sample_attn");
 
 # %%
-estimate(3 if QUICK else 80)
+estimate(2 if QUICK else 30)
 try:
     overfit_curves["attn"] = overfit("attn")
     plot_losses(overfit_curves, "overfitting 50 scenes")

@@ -40,7 +40,7 @@
 # shapes with captions such as "a red circle left of a blue square" (the ones of the
 # `captioning` assignment), and the generator also knows which pixel belongs to which shape
 # (the segmentation masks, standing in for DAVIS). The models are small enough to train in
-# about a minute each on one CPU thread, with your loss functions; the trained weights are
+# under a minute of CPU time each, on one thread, with your loss functions; the trained weights are
 # cached in `data/clip_dino/`. If you have the real checkpoints, the last section shows how
 # to run the same functions on them.
 
@@ -109,9 +109,11 @@ check(clip_dino, "clip/contrastive_loss");
 # training captions are full captions, the others name one object only ("a red circle").
 
 # %%
-estimate(5 if QUICK else 60, "training (loading the cached weights: a second)")
+estimate(2 if QUICK else 45, "training (loading the cached weights: a second)")
 start = time.perf_counter()
-clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss)
+# progress=False: its bar is a widget, which a saved notebook shows at 0%
+clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss,
+                                                     progress=False)
 print(f"small CLIP ready in {time.perf_counter() - start:.0f} s; learned temperature "
       f"{1 / clip_model.logit_scale.exp().item():.3f}")
 
@@ -217,10 +219,10 @@ check(clip_dino, "dino/");
 # scenes: 64 patch tokens and one CLS token; cached like CLIP).
 
 # %%
-estimate(5 if QUICK else 90, "training (loading the cached weights: a second)")
+estimate(3 if QUICK else 35, "training (loading the cached weights: a second)")
 start = time.perf_counter()
 dino_model = models.load_small_dino(clip_dino.dino_loss, clip_dino.update_center,
-                                    clip_dino.ema_update)
+                                    clip_dino.ema_update, progress=False)
 print(f"small DINO ViT ready in {time.perf_counter() - start:.0f} s")
 img = models._normalise(test_images[:1])
 print("image", tuple(img.shape), "tokens",

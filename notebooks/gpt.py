@@ -229,7 +229,7 @@ all_passed = check(gpt)
 # %%
 from grader.suites.gpt import MAX_LOSS, MAX_N, PROFILES, model_config, split
 
-estimate(3 if QUICK else 100)
+estimate(3 if QUICK else 25)
 profile = dict(PROFILES["cpu"])
 train_lines, held_lines = split(0)
 tok = gpt.MyTokenizer("\n\n".join(train_lines))

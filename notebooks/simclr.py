@@ -215,7 +215,7 @@ check(simclr, "knn/");
 # for the same architecture with random weights.
 
 # %%
-estimate(4 if QUICK else 120)
+estimate(2 if QUICK else 15)
 epochs = 2 if QUICK else profile["epochs"]
 images = train_rgb[:512] if QUICK else train_rgb
 seed_everything(profile["seed"])

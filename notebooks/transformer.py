@@ -363,7 +363,7 @@ all_passed = check(transformer)
 from grader.suites.transformer import CPU_PROFILE, MIN_ACCURACY
 
 QUICK = bool(os.environ.get("DLCOURSE_QUICK"))
-estimate(2 if QUICK else 120)
+estimate(2 if QUICK else 50)
 if QUICK:
     profile = dict(model=dict(max_len=16, n_layers=1, d_model=32, n_heads=4, d_ffn=64,
                               p_drop=0.0), steps=60, batch_size=64, lr=2e-3)
@@ -588,7 +588,7 @@ for k, plural, cut in (("document", "documents", SUMMARIZE["max_source_len"]),
 # (its numbers are meaningless).
 
 # %%
-estimate(2 if QUICK else 60)
+estimate(2 if QUICK else 50)
 if QUICK:
     summarize_profile = dict(SUMMARIZE, model=dict(max_len=64, n_layers=1, d_model=32, n_heads=4,
                                                    d_ffn=64, p_drop=0.0), steps=20, warmup=5)

@@ -179,7 +179,7 @@ def epochs(n):
     return max(1, n // 4) if DATASET == "fashion" else n
 
 
-estimate(3 if QUICK else 60)
+estimate(2 if QUICK else 8)
 settings = profile["vit"]
 model_args = dict(n_classes=10, embedding_dim=64, patch_size=PATCH, num_patches=SIDE,
                   in_channels=CHANNELS, n_heads=4, n_layers=2, feedforward_dim=128)
@@ -277,7 +277,7 @@ print("restored    ", back.flatten().tolist(), "(-1 marks a removed token)")
 check(vit, "mae/");
 
 # %%
-estimate(3 if QUICK else 60)
+estimate(1 if QUICK else 10)
 mae_settings = profile["mae"]
 if DATASET == "cifar10":
     mae_args = dict(encoder=dict(embedding_dim=256, n_heads=4, n_layers=4, feedforward_dim=1024),
@@ -341,7 +341,7 @@ plt.show()
 check(vit, "classify/");
 
 # %%
-estimate(4 if QUICK else 90)
+estimate(1 if QUICK else 12)
 results = {"ViT from scratch": vit_accuracy}
 histories = {}
 for stage, detach in (("probe", True), ("finetune", False)):

@@ -129,6 +129,16 @@ def test_the_notebook_itself_warns_nothing(name):
     assert not warnings, warnings
 
 
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_progress_bars_are_saved_in_their_final_state(name):
+    nb, _ = executed(name)
+    bars = [text for cell in nb.cells for out in cell.get("outputs", [])
+            for text in ["".join(out.get("data", {}).get("text/plain", ""))] if "%|" in text]
+    assert all(bar.split(":", 1)[-1].lstrip().startswith("100%|") for bar in bars), bars
+    assert not any("widget-view" in str(out.get("data", {}))
+                   for cell in nb.cells for out in cell.get("outputs", []))
+
 # An answer with the formulas students write, and long enough to take two pages under Q2.
 ANSWER = ("*Your answer:* the scores are divided by $\\sqrt{d_k}$, blocked ones set to "
           "$-\\infty$, and post-LN is\n\n$$x \\leftarrow \\mathrm{LN}(x + f(x)).$$\n\n")
