@@ -12,8 +12,8 @@ import sys
 
 from tqdm.std import tqdm as text_tqdm
 
-# Where the notebooks' estimates were measured (CPU time, one torch thread, quick and full).
-MEASURED_ON = "a 2-core Intel Xeon cloud machine (2025), torch 2.13.0 on one thread"
+# Where the notebooks' estimates were measured (CPU time of the kernel, one torch thread).
+MEASURED_ON = "a 2-core Intel Xeon VM, torch 2.13.0, Dec 2026"
 # A cell that prints no estimate takes at most this many CPU-seconds.
 UNSTATED_CPU_SECONDS = 10.0
 
@@ -56,5 +56,5 @@ def estimate(cpu_seconds: float, what: str = "this cell") -> None:
     global stated
     stated = float(cpu_seconds)
     shown = f"{cpu_seconds:.0f}" if cpu_seconds >= 10 else f"{cpu_seconds:.1f}"
-    print(f"estimate: {what} takes about {shown} CPU-seconds on one thread (measured on "
-          f"{MEASURED_ON}; a busy machine needs more wall time, not more CPU time)")
+    print(f"estimate: {what} takes about {shown} CPU-seconds on one thread ({MEASURED_ON}); "
+          "an idle machine takes about that long, a busy one longer on the clock")

@@ -109,7 +109,7 @@ check(clip_dino, "clip/contrastive_loss");
 # training captions are full captions, the others name one object only ("a red circle").
 
 # %%
-estimate(2 if QUICK else 45, "training (loading the cached weights: a second)")
+estimate(2 if QUICK else 45, "training (a second run loads the cached weights)")
 start = time.perf_counter()
 # progress=False: its bar is a widget, which a saved notebook shows at 0%
 clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss,
@@ -219,7 +219,7 @@ check(clip_dino, "dino/");
 # scenes: 64 patch tokens and one CLS token; cached like CLIP).
 
 # %%
-estimate(3 if QUICK else 35, "training (loading the cached weights: a second)")
+estimate(3 if QUICK else 35, "training (a second run loads the cached weights)")
 start = time.perf_counter()
 dino_model = models.load_small_dino(clip_dino.dino_loss, clip_dino.update_center,
                                     clip_dino.ema_update, progress=False)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import nbformat
 import pytest
 
-from dlkit import progress
+from dlkit import load_assignment, progress
 from grader import paths, written
+from grader.check import check
 
 NOTEBOOKS = sorted(p.stem for p in paths.NOTEBOOKS.glob("*.py"))
 SLACK = 3  # a cell may take this many times its estimate before the test fails
@@ -138,6 +139,25 @@ def test_progress_bars_are_saved_in_their_final_state(name):
     assert all(bar.split(":", 1)[-1].lstrip().startswith("100%|") for bar in bars), bars
     assert not any("widget-view" in str(out.get("data", {}))
                    for cell in nb.cells for out in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_a_saved_notebook_holds_no_scripts(name):
+    """BertViz's views (megabytes of weights and JavaScript) go to pages of their own."""
+    nb, _ = executed(name)
+    html = ["".join(out["data"]["text/html"]) for cell in nb.cells
+            for out in cell.get("outputs", []) if "text/html" in out.get("data", {})]
+    assert not [h for h in html if "<script" in h]
+
+
+def test_check_runs_the_case_it_names_or_a_group_ending_in_a_slash(capsys):
+    gpt = load_assignment("gpt", paths.SOLUTIONS)
+    assert check(gpt, "attention/head")  # not attention/head_cache, which Part 4 teaches
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["attention/head"]
+    assert check(gpt, "attention/")
+    assert "attention/head_cache" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no case or group 'attention/hea'"):
+        check(gpt, "attention/hea")
 
 # An answer with the formulas students write, and long enough to take two pages under Q2.
 ANSWER = ("*Your answer:* the scores are divided by $\\sqrt{d_k}$, blocked ones set to "
