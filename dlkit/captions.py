@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+
+from dlkit.progress import tqdm
 
 SPECIAL_TOKENS = ["<NULL>", "<START>", "<END>", "<UNK>"]
 NULL, START, END, UNK = SPECIAL_TOKENS

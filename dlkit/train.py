@@ -2,7 +2,8 @@
 import math
 
 import torch
-from tqdm.auto import tqdm
+
+from dlkit.progress import tqdm
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator):

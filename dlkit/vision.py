@@ -27,8 +27,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from dlkit.progress import tqdm
 from dlkit.train import warmup_cosine
 from dlkit.utils import REPO_ROOT
 

@@ -166,16 +166,25 @@ def cmd_batch(args) -> int:
 
 
 def cmd_submit(args) -> int:
+    from grader import report
     from grader.submit import make_submission, written_answers
-    target = make_submission(args.assignment, args.impl, Path(args.out) if args.out else None,
-                             device=device_name(args.device))
-    print(f"wrote {shown(target)} - upload this file")
-    files, problem = written_answers(args.assignment, target.parent)
-    for path in files:
-        print(f"wrote {shown(path)}" + (" - upload it to the written-answers assignment"
+    from grader.written import pages_text
+    made = make_submission(args.assignment, args.impl, Path(args.out) if args.out else None,
+                           device=device_name(args.device))
+    graded = made.graded
+    print(report.table(graded.assignment, graded.verdicts, graded.seconds,
+                       "public set"))
+    print(made.coverage)
+    answers = written_answers(args.assignment, made.zip.parent)
+    for line in made.warnings:
+        print(f"warning: {line}")
+    print(f"wrote {shown(made.zip)} - upload this file")
+    for path in answers.files:
+        pages = f" (pages: {pages_text(answers.pages)})" if answers.pages else ""
+        print(f"wrote {shown(path)}" + (f" - upload it to the written-answers assignment{pages}"
                                         if path.suffix == ".pdf" else ""))
-    if problem:
-        print(f"note: {problem}")
+    for line in answers.notes:
+        print(f"note: {line}")
     return 0
 
 

@@ -19,14 +19,23 @@ def public_cases(assignment: str) -> dict:
     return _public[assignment]
 
 
+def selected(selector: str, name: str) -> bool:
+    """A selector ending in "/" names a group ("attention/" selects "attention/head" and
+    "attention/head_cache"); any other selector names one case exactly."""
+    return name.startswith(selector) if selector.endswith("/") else name == selector
+
+
 def check(module, *names: str, assignment: str | None = None) -> bool:
-    """Run the named cases (a prefix such as "attention/" selects a group) on `module`."""
+    """Run the named cases on `module`: each name is a case ("attention/head") or a group
+    ending in "/" ("attention/"); no name runs every case that runs inline (not training)."""
     assignment = assignment or module.__name__
     suite = load_suite(assignment)
-    chosen = [c for c in suite if not c.is_training and
-              (not names or any(c.name == n or c.name.startswith(n) for n in names))]
-    if not chosen:
-        raise ValueError(f"no case matches {names}; cases are: {', '.join(suite.cases)}")
+    inline = [c for c in suite if not c.is_training]
+    unknown = [n for n in names if not any(selected(n, c.name) for c in inline)]
+    if unknown:
+        raise ValueError(f"no case or group {', '.join(map(repr, unknown))}; cases are: "
+                         f"{', '.join(c.name for c in inline)}")
+    chosen = [c for c in inline if not names or any(selected(n, c.name) for n in names)]
     fixtures = public_cases(assignment)
     all_passed = True
     for case in chosen:

@@ -144,12 +144,14 @@ def manual_grading(assignment: str) -> str:
     found = questions(nbformat.read(notebook, as_version=4)) if notebook.is_file() else []
     lines = [f"# {assignment}: the written answers, graded by hand", "",
              "Students run `make submit A=" + assignment + "`, which writes "
-             f"`submissions/{assignment}_written.pdf`: only the questions and their answers, "
-             "one question per page.", "",
+             f"`submissions/{assignment}_written.pdf`: only the questions, their answers and "
+             "the figures they are about, each question from the top of a new page (a long "
+             "answer runs on to the next pages; the PDF has a bookmark per question, and "
+             "`make submit` prints each question's pages).", "",
              "1. In Gradescope, create an *Assignment* of type *Homework / Problem Set* named "
              f"`{assignment} (written)`, submissions by students, PDF upload.",
-             "2. Create the outline below: one question per item, each on its own page, so "
-             "that students' pages are matched to the questions.",
+             "2. Create the outline below: one question per item. Students match their pages "
+             "to the questions when they upload, with the page list `make submit` printed.",
              "3. Students upload the PDF; graders read one question at a time.", "",
              "## Outline", ""]
     for number, question in enumerate(found, start=1):

@@ -29,13 +29,18 @@
 # (`check(...)`) that compare your code with saved reference outputs. `make grade
 # A=clip_dino` gives the full score.
 #
+# **Time.** The notebook runs torch on one thread, as the grader does (these models gain
+# nothing from a second thread, and on a busy laptop threads wait for each other). Training
+# cells print their estimate in CPU-seconds on one thread: a busy machine takes longer on the
+# clock, but not more CPU time. Cells that print no estimate take a few seconds.
+#
 # **Data and models, offline.** The source homework downloads OpenAI's CLIP (trained on 400
 # million image-text pairs), DINO's ViT-S/8 from torch.hub, COCO pictures and the DAVIS
 # videos. None of that is needed here: the pictures are generated scenes of two coloured
 # shapes with captions such as "a red circle left of a blue square" (the ones of the
 # `captioning` assignment), and the generator also knows which pixel belongs to which shape
 # (the segmentation masks, standing in for DAVIS). The models are small enough to train in
-# about a minute each on one CPU thread, with your loss functions; the trained weights are
+# under a minute of CPU time each, on one thread, with your loss functions; the trained weights are
 # cached in `data/clip_dino/`. If you have the real checkpoints, the last section shows how
 # to run the same functions on them.
 
@@ -51,13 +56,14 @@ from sklearn.decomposition import PCA
 
 from dlkit import captions, load_assignment, seed_everything
 from dlkit import clip_dino_models as models
+from dlkit.progress import estimate
 from grader.check import check
 
 clip_dino = load_assignment("clip_dino")  # your assignments/clip_dino.py (re-run after edits)
 QUICK = bool(os.environ.get("DLCOURSE_QUICK"))  # tiny settings, for the course's own tests
 device = torch.device("cpu")  # models this small gain nothing from a GPU
 seed_everything(0)
-torch.set_num_threads(1)
+torch.set_num_threads(1)  # the grader's setting
 print(f"quick mode {QUICK}")
 
 test_images, test_masks, test_texts = models.make_scenes_with_masks(200, seed=12345)
@@ -98,13 +104,16 @@ print(clip_dino.get_similarity_no_loop(test_text_features, test_image_features))
 check(clip_dino, "clip/contrastive_loss");
 
 # %% [markdown]
-# Now train the small CLIP with your loss (about a minute on one thread; the weights are
-# cached in `data/clip_dino/`: pass `retrain=True` after changing your loss). Half of the
+# Now train the small CLIP with your loss (the weights are cached in `data/clip_dino/`, so a
+# second run only loads them: pass `retrain=True` after changing your loss). Half of the
 # training captions are full captions, the others name one object only ("a red circle").
 
 # %%
+estimate(2 if QUICK else 45, "training (a second run loads the cached weights)")
 start = time.perf_counter()
-clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss)
+# progress=False: its bar is a widget, which a saved notebook shows at 0%
+clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss,
+                                                     progress=False)
 print(f"small CLIP ready in {time.perf_counter() - start:.0f} s; learned temperature "
       f"{1 / clip_model.logit_scale.exp().item():.3f}")
 
@@ -207,13 +216,13 @@ check(clip_dino, "dino/");
 
 # %% [markdown]
 # Train the small DINO ViT with them (4 blocks, 64 wide, 4 heads, 4x4 patches of 32x32
-# scenes: 64 patch tokens and one CLS token; about a minute and a half on one thread,
-# cached like CLIP).
+# scenes: 64 patch tokens and one CLS token; cached like CLIP).
 
 # %%
+estimate(3 if QUICK else 35, "training (a second run loads the cached weights)")
 start = time.perf_counter()
 dino_model = models.load_small_dino(clip_dino.dino_loss, clip_dino.update_center,
-                                    clip_dino.ema_update)
+                                    clip_dino.ema_update, progress=False)
 print(f"small DINO ViT ready in {time.perf_counter() - start:.0f} s")
 img = models._normalise(test_images[:1])
 print("image", tuple(img.shape), "tokens",
@@ -243,7 +252,7 @@ plt.show()
 # PCA of the patch features: the three main directions of the 64 patch tokens of each
 # picture become red, green and blue (min-max normalised).
 
-# %%
+# %% tags=["figure:pca"]
 np.random.seed(231)
 tokens = models.dino_patch_tokens(dino_model, test_images[:6])          # (6, 64, 64)
 fig, axes = plt.subplots(2, 6, figsize=(12, 4))
@@ -363,7 +372,7 @@ plt.show()
 # %% [markdown]
 # *Your answer:*
 
-# %% [markdown]
+# %% [markdown] tags=["figure:pca"]
 # **Q4. PCA colours.** What structure does the PCA colouring of the patch features show?
 # What does it mean when two regions get the same colour, and when they get different ones?
 

@@ -28,6 +28,12 @@
 # classes in float64, so a correct implementation matches the reference to about 1e-15 and the
 # tolerance is 1e-8. `load_assignment` imports a fresh copy of your file each time, so after
 # editing `assignments/gpt.py`, re-run the setup cell.
+#
+# **Time.** The notebook runs torch on one thread, as the grader's training case does (a model
+# this small gains nothing from a second thread, and on a busy laptop threads wait for each
+# other). The training cell prints its estimate in CPU-seconds on one thread: a busy machine
+# takes longer on the clock, but not more CPU time. Cells that print no estimate take a few
+# seconds.
 
 # %%
 import functools
@@ -38,11 +44,13 @@ import matplotlib.pyplot as plt
 import torch
 
 from dlkit import load_assignment, pick_device, seed_everything, shakespeare
+from dlkit.progress import estimate
 from grader.check import check
 
 gpt = load_assignment("gpt")
 
 QUICK = bool(os.environ.get("DLCOURSE_QUICK"))  # a tiny run (the course's own tests)
+torch.set_num_threads(1)  # the grader's setting for training
 plt.rcParams["figure.dpi"] = 100
 torch.set_printoptions(precision=3, sci_mode=False)
 seed_everything(0)
@@ -74,7 +82,7 @@ seed_everything(0)
 # in `layers`, and with `return_attn=True` also returns every layer's weights, (B, L, H, T, T).
 
 # %%
-check(gpt, "attention/head", "attention/multi_head", "transformer/");
+check(gpt, "attention/head", "attention/multi_head", "transformer/");  # not head_cache: Part 4
 
 # %% [markdown]
 # The source homework's own checks, on a bigger model: shapes, `alpha is None` without
@@ -82,23 +90,24 @@ check(gpt, "attention/head", "attention/multi_head", "transformer/");
 # mask built with `torch.tril`.
 
 # %%
-model = gpt.Transformer(dim=64, attn_dim=32, mlp_dim=64, num_heads=2, num_layers=4)
-x = torch.randn(10, 100, 64)
-out, alpha = model(x, attn_mask=None)
-print("output", tuple(out.shape), "| alpha is None:", alpha is None)
-out, alpha = model(x, attn_mask=None, return_attn=True)
-print("with return_attn:", tuple(alpha.shape))
+with torch.no_grad():  # no training here: no gradients to track
+    model = gpt.Transformer(dim=64, attn_dim=32, mlp_dim=64, num_heads=2, num_layers=4)
+    x = torch.randn(10, 100, 64)
+    out, alpha = model(x, attn_mask=None)
+    print("output", tuple(out.shape), "| alpha is None:", alpha is None)
+    out, alpha = model(x, attn_mask=None, return_attn=True)
+    print("with return_attn:", tuple(alpha.shape))
 
-band = torch.eye(100) + torch.diag(torch.ones(99), -1)
-out, alpha = model(x, attn_mask=band.expand(10, -1, -1), return_attn=True)
-print("banded mask, blocked weights all exactly 0:",
-      bool((alpha.permute(1, 2, 0, 3, 4)[:, :, band.expand(10, -1, -1) == 0] == 0).all()))
-print("row 1 of layer 0, head 0:", alpha[0, 0, 0, 1, :4])
+    band = torch.eye(100) + torch.diag(torch.ones(99), -1)
+    out, alpha = model(x, attn_mask=band.expand(10, -1, -1), return_attn=True)
+    print("banded mask, blocked weights all exactly 0:",
+          bool((alpha.permute(1, 2, 0, 3, 4)[:, :, band.expand(10, -1, -1) == 0] == 0).all()))
+    print("row 1 of layer 0, head 0:", alpha[0, 0, 0, 1, :4])
 
-causal = torch.tril(torch.ones(100, 100)).unsqueeze(0).repeat(10, 1, 1)
-out, alpha = model(x, attn_mask=causal, return_attn=True)
-print("causal mask, largest weight above the diagonal:",
-      float(alpha.masked_fill(~torch.ones(100, 100, dtype=torch.bool).triu(1), 0).max()))
+    causal = torch.tril(torch.ones(100, 100)).unsqueeze(0).repeat(10, 1, 1)
+    out, alpha = model(x, attn_mask=causal, return_attn=True)
+    print("causal mask, largest weight above the diagonal:",
+          float(alpha.masked_fill(~torch.ones(100, 100, dtype=torch.bool).triu(1), 0).max()))
 
 # %% [markdown]
 # ## Part 2. The tokenizer and the data
@@ -212,13 +221,15 @@ all_passed = check(gpt)
 # dialogues cut to `MAX_N` tokens), returns the weights, and then the course's reference code
 # computes the loss on the held-out 10%, which your code never sees. It must be below
 # `MAX_LOSS`. Here we train with the same settings (`shakespeare.train_gpt`: AdamW, warm-up and
-# cosine decay, gradient clipping) and print a sample every "epoch" (a pass over the data).
+# cosine decay, gradient clipping, one thread) and print a sample every "epoch" (a pass over
+# the data).
 #
 # With `DLCOURSE_QUICK=1` (the course's own tests) the run is tiny and its loss meaningless.
 
 # %%
 from grader.suites.gpt import MAX_LOSS, MAX_N, PROFILES, model_config, split
 
+estimate(3 if QUICK else 25)
 profile = dict(PROFILES["cpu"])
 train_lines, held_lines = split(0)
 tok = gpt.MyTokenizer("\n\n".join(train_lines))
@@ -250,7 +261,7 @@ losses = shakespeare.train_gpt(model, gpt.DialogueLoss(), train_ids, tok.pad_id,
                                steps=profile["steps"], batch_size=profile["batch_size"],
                                lr=profile["lr"], warmup=profile["warmup"], device=device,
                                every=epoch, on_every=show_sample)
-print(f"trained in {time.perf_counter() - started:.0f} s")
+print(f"trained in {time.perf_counter() - started:.0f} s on the clock")
 val = shakespeare.evaluate_loss(model, gpt.DialogueLoss(), held_ids, tok.pad_id, device=device)
 print(f"held-out loss {val:.3f} (the autograder asks for < {MAX_LOSS})")
 
@@ -276,7 +287,7 @@ plt.show()
 # varied (if not always sensible) text.
 
 # %%
-prompt = tok.encode("KING RICHARD III:\n").unsqueeze(0).to(device)
+prompt = tok.encode("KING RICHARD:\n").unsqueeze(0).to(device)  # a speaker of the dialogues
 g = torch.Generator().manual_seed(0)
 print("greedy  :", tok.decode(model.generate(prompt, 30)[0].cpu()))
 for t, p in ((1.0, None), (0.8, 0.9)):

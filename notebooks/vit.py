@@ -23,6 +23,12 @@
 # runs the same cases on other inputs, so code that passes only these exact inputs is not
 # enough.
 #
+# **Time.** On a CPU the notebook runs torch on one thread, as the grader's training cases do
+# (models this small gain nothing from a second thread, and on a busy laptop threads wait for
+# each other). Training cells print their estimate in CPU-seconds on one thread, for the
+# digits: a busy machine takes longer on the clock, but not more CPU time. Cells that print no
+# estimate take a few seconds.
+#
 # **Data.** On a CPU this notebook uses scikit-learn's 8x8 handwritten digits, which ship with
 # the course and train in seconds. With a GPU and CIFAR-10 in `data/` (the python version,
 # `cifar-10-python.tar.gz`), it follows the original homework on CIFAR-10. Set
@@ -38,6 +44,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from dlkit import load_assignment, seed_everything, vision
+from dlkit.progress import estimate
 from grader.check import check
 from grader.suites.vit import PROFILES
 
@@ -45,6 +52,7 @@ vit = load_assignment("vit")  # your assignments/vit.py (re-run this cell after 
 QUICK = bool(os.environ.get("DLCOURSE_QUICK"))  # tiny settings, for the course's own tests
 device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 seed_everything(0)
+torch.set_num_threads(1)  # the grader's setting for training
 
 DATASET = "digits"
 if device.type == "cuda" and vision.cifar10_available():
@@ -75,8 +83,6 @@ else:
     data = vision.load_digits_split()
     profile = PROFILES["cpu"]
     PATCH, SIDE = 2, 4
-    # Models this small run fastest on one thread: a second one mostly waits for the first.
-    torch.set_num_threads(1)
 CHANNELS = data.train_images.shape[1]
 print("train", tuple(data.train_images.shape), "test", tuple(data.test_images.shape),
       "classes", data.classes)
@@ -173,6 +179,7 @@ def epochs(n):
     return max(1, n // 4) if DATASET == "fashion" else n
 
 
+estimate(2 if QUICK else 8)
 settings = profile["vit"]
 model_args = dict(n_classes=10, embedding_dim=64, patch_size=PATCH, num_patches=SIDE,
                   in_channels=CHANNELS, n_heads=4, n_layers=2, feedforward_dim=128)
@@ -187,7 +194,8 @@ vit_history = vision.fit(
     crop_padding=settings["crop_padding"], flip=settings["flip"], device=device,
     desc="ViT", evaluate=lambda: held_out_accuracy(model), eval_every=100)
 vit_accuracy = vit_history["eval"][-1][1]
-print(f"ViT held-out accuracy {vit_accuracy:.3f} after {time.time() - started:.0f} s")
+print(f"ViT held-out accuracy {vit_accuracy:.3f} after {time.time() - started:.0f} s "
+      "on the clock")
 curves(vit_history, "ViT")
 
 # %% [markdown]
@@ -196,7 +204,7 @@ curves(vit_history, "ViT")
 # Brighter squares are patches that the CLS token attends to more, averaged over all
 # layers and heads.
 
-# %%
+# %% tags=["figure:cls-attention"]
 with torch.no_grad():
     maps = vit.cls_attention_maps(model.eval(), sample_x.to(device)).cpu()
 n = 8
@@ -269,6 +277,7 @@ print("restored    ", back.flatten().tolist(), "(-1 marks a removed token)")
 check(vit, "mae/");
 
 # %%
+estimate(1 if QUICK else 10)
 mae_settings = profile["mae"]
 if DATASET == "cifar10":
     mae_args = dict(encoder=dict(embedding_dim=256, n_heads=4, n_layers=4, feedforward_dim=1024),
@@ -288,7 +297,7 @@ mae_history = vision.fit(
     lr=mae_settings["lr"], crop_padding=mae_settings["crop_padding"], flip=mae_settings["flip"],
     seed=1, device=device, desc="MAE pretraining")
 print(f"MAE pretraining: final loss {mae_history['loss'][-1]:.3f} "
-      f"after {time.time() - started:.0f} s")
+      f"after {time.time() - started:.0f} s on the clock")
 curves(mae_history, "MAE")
 pretrained = {k: v.detach().clone() for k, v in mae.state_dict().items()}
 
@@ -332,6 +341,7 @@ plt.show()
 check(vit, "classify/");
 
 # %%
+estimate(1 if QUICK else 12)
 results = {"ViT from scratch": vit_accuracy}
 histories = {}
 for stage, detach in (("probe", True), ("finetune", False)):
@@ -381,7 +391,7 @@ for name, value in results.items():
 # *Your answer:*
 #
 
-# %% [markdown]
+# %% [markdown] tags=["figure:cls-attention"]
 # **Q3. Reading attention maps.** Look at the CLS attention maps. Do they concentrate on the
 # object or the digit's strokes, or are they spread out? Why might a map computed by averaging
 # over layers and heads be misleading?

@@ -1,6 +1,5 @@
-"""Shared by the project's tests: grade an implementation, run a notebook."""
+"""Shared by the project's tests: grade an implementation, run the command line."""
 import functools
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,34 +27,6 @@ def cli(*args: str, timeout: float = 600, cwd=ROOT, env=None) -> subprocess.Comp
     """`python -m grader ARGS`, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "grader", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def run_notebook(name: str, timeout: int = 900):
-    """Execute notebooks/<name>.ipynb top to bottom with the reference solution in place
-    of the student's module and the short training settings; returns the executed notebook."""
-    import nbclient
-    import nbformat
-    nb = nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4)
-    env_before = dict(os.environ)
-    os.environ.update(DLCOURSE_IMPL=str(paths.SOLUTIONS), DLCOURSE_QUICK="1",
-                      MPLBACKEND="Agg")
-    try:
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                         resources={"metadata": {"path": str(paths.NOTEBOOKS)}})
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(env_before)
-    return nb
-
-
-def notebook_text(nb) -> str:
-    """All text outputs of an executed notebook, for asserting on what the learner sees."""
-    chunks = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            chunks.append(out.get("text", "") or "".join(out.get("data", {}).get("text/plain", "")))
-    return "\n".join(chunks)
 
 
 def assert_gradescope_schema(data: dict) -> None:
