@@ -5,8 +5,13 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 A      ?= all
 IMPL   ?= assignments
+JOBS   ?= 2
+# make test: assignments in parallel (pytest-xdist, one worker per assignment's group), test
+# names as they finish, the 15 slowest at the end; A=<a> keeps that assignment's tests and the engine's.
+PYTEST := $(PY) -m pytest -v -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=15 \
+          $(if $(filter-out all,$(A)),--assignment $(A))
 
-.PHONY: install grade test bench submit notebook skeletons fixtures check release clean
+.PHONY: install grade test test-full bench bench-tests submit notebook skeletons fixtures check release clean
 
 install: $(STAMP)
 
@@ -26,13 +31,19 @@ $(STAMP): pyproject.toml
 grade: install  ## score table for every assignment (A=name, IMPL=assignments|solutions|DIR)
 	$(PY) -m grader grade $(A) --impl $(IMPL) $(ARGS)
 
-test: install  ## the project's own tests (in the student bundle: the public self-checks)
-	@if [ -d tests ]; then $(PY) -m pytest $(ARGS); else \
+test: install  ## the project's own tests (A=name: one assignment's and the engine's; in the student bundle: the public self-checks)
+	@if [ -d tests ]; then $(PYTEST) $(ARGS); else \
 	  echo "make test: this is the student bundle, which has no project tests; running the public self-checks of every assignment"; \
 	  $(PY) -m grader grade $(A) --impl $(IMPL) --set public --no-training $(ARGS); fi
 
+test-full: install  ## before a release: make test plus 20-seed audits, every mutant and equivalent through the sandbox, training beside 2 busy processes
+	$(PYTEST) --full --busy 2 $(ARGS)
+
 bench: install  ## timings: grading, attention speed, training
 	$(PY) tests/bench.py $(ARGS)
+
+bench-tests: install  ## how long make test takes, and its slowest tests (A=, JOBS=)
+	$(PY) tests/benchtests.py --assignment $(A) --jobs $(JOBS)
 
 submit: install  ## write submissions/$(A).zip to upload
 	@test "$(A)" != all || (echo "usage: make submit A=<assignment>" && exit 2)
