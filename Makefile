@@ -6,9 +6,9 @@ STAMP  := $(VENV)/.installed
 A      ?= all
 IMPL   ?= assignments
 JOBS   ?= 2
-# make test: assignments in parallel (pytest-xdist, one worker per assignment's group), test
+# make test: JOBS workers (pytest-xdist) taking one test at a time, the longest first; test
 # names as they finish, the 15 slowest at the end; A=<a> keeps that assignment's tests and the engine's.
-PYTEST := $(PY) -m pytest -v -n $(JOBS) --dist loadgroup --no-loadscope-reorder --durations=15 \
+PYTEST := $(PY) -m pytest -v -n $(JOBS) --dist load --maxschedchunk 1 --durations=15 \
           $(if $(filter-out all,$(A)),--assignment $(A))
 
 .PHONY: install grade test test-full bench bench-tests submit notebook skeletons fixtures check release clean

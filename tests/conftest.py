@@ -4,8 +4,8 @@
 assignment through its `assignment` parameter or its file (`tests/test_<a>.py`), and every
 other test is the engine's. `--full` (make test-full) adds the tests marked `full` and audits
 on FULL_AUDIT_SEEDS seeds. `--busy N` runs the training cases beside N busy processes.
-Tests of one assignment share an `xdist_group`, so that with `pytest -n 2 --dist loadgroup`
-each assignment's session caches are built by one worker.
+The longest tests come first, so that with `pytest -n 2 --dist load --maxschedchunk 1` (make
+test) no worker is left with a long test while the other has nothing to do.
 """
 import os
 import sys
@@ -19,10 +19,9 @@ from helpers import ASSIGNMENTS, Proof, sandbox_trained  # noqa: E402
 
 AUDIT_SEEDS = 2        # make test: fresh seeds per case (the two stored sets are judged too)
 FULL_AUDIT_SEEDS = 20  # make test-full
-# Heaviest first (measured with tests/bench_tests.py): xdist hands groups out in this order,
-# so the longest ones start first; an assignment missing here goes last.
-HEAVIEST_FIRST = ["transformer", "vit", "captioning", "bert", "clip_dino", "simclr", "gpt",
-                  "attention"]
+# The tests that take minutes (measured with tests/benchtests.py), run first in this order.
+LONGEST_FIRST = ["test_reference_reaches_training_threshold",
+                 "test_notebook_executes_with_the_reference"]
 
 
 def pytest_addoption(parser):
@@ -53,30 +52,23 @@ def assignment_of(item) -> str | None:
     return name if name in ASSIGNMENTS else None
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     wanted, full = config.getoption("assignment"), config.getoption("full")
     kept, dropped = [], []
     for item in items:
         owner = assignment_of(item)
-        if owner:
-            item.add_marker(pytest.mark.xdist_group(owner))
         unwanted = wanted != "all" and owner not in (None, wanted)
         (dropped if unwanted or (item.get_closest_marker("full") and not full) else
          kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-    kept.sort(key=rank)  # stable: file order within an assignment and among the engine's
+    kept.sort(key=rank)  # stable: the rest keep their order
     items[:] = kept
 
 
 def rank(item) -> int:
-    """Assignments first, heaviest first; then the engine's tests (each a unit of its own,
-    they fill the gaps at the end)."""
-    owner = assignment_of(item)
-    if owner is None:
-        return len(HEAVIEST_FIRST) + 1
-    return HEAVIEST_FIRST.index(owner) if owner in HEAVIEST_FIRST else len(HEAVIEST_FIRST)
+    name = getattr(item, "originalname", item.name)
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
 @pytest.fixture(scope="session")
