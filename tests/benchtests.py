@@ -87,6 +87,7 @@ def main() -> int:
     p.add_argument("--top", type=int, default=15, help="how many of the slowest tests to list")
     p.add_argument("--xml", type=Path, help="only summarize this JUnit report")
     p.add_argument("--args", default="", help="more pytest arguments (make ARGS=...)")
+    p.add_argument("--report", type=Path, help="keep the JUnit report here")
     args = p.parse_args()
     if args.xml:
         summarize(args.xml, args.top)
@@ -94,7 +95,7 @@ def main() -> int:
     print(f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}, "
           f"{os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "report.xml"
+        report = (args.report or Path(tmp) / "report.xml").resolve()
         wall, cpu, how, status = run_make_test(report, args.assignment, args.full, args.jobs,
                                                args.args)
         print(f"\nload average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from grader import paths
 from grader.audit import audit, judged, load_implementations
 from grader.authoring import one_thread, write_variant
+from grader.cases import Verdict
 from grader.grade import grade, inputs_and_expected
 from grader.sandbox import Limits
 from grader.suites import available, load_suite
@@ -74,7 +75,8 @@ def assert_same_verdicts(sandboxed: list, in_process: list) -> None:
     """Identical verdicts, case by case; errors may differ by rounding (other thread counts)."""
     assert [v.name for v in sandboxed] == [v.name for v in in_process]
     for got, want in zip(sandboxed, in_process):
-        assert dataclasses.replace(got, error=None) == dataclasses.replace(want, error=None)
+        assert dataclasses.replace(got, error=None) == dataclasses.replace(want, error=None), \
+            (got, want)
         assert (got.error is None) == (want.error is None), got.name
         if got.error is not None:
             assert math.isclose(got.error, want.error, rel_tol=1e-6,
@@ -96,7 +98,6 @@ def busy_processes(count: int):
 def sandbox_trained(assignment: str, case: str, busy: int, cache: Path):
     """The reference's verdict on one training case through the sandbox, beside `busy` busy
     processes, run once for every test (and every xdist worker) that shares `cache`."""
-    from grader.cases import Verdict
     saved = cache / f"trained-{assignment}-{case.replace('/', '-')}-busy{busy}.json"
     with open(saved.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second worker waits, then reads the result
