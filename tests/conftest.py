@@ -19,9 +19,13 @@ from helpers import ASSIGNMENTS, Proof, sandbox_trained  # noqa: E402
 
 AUDIT_SEEDS = 2        # make test: fresh seeds per case (the two stored sets are judged too)
 FULL_AUDIT_SEEDS = 20  # make test-full
-# The tests that take minutes (measured with tests/benchtests.py), run first in this order.
+# The tests that take a minute or more (measured with tests/benchtests.py), run first in
+# this order, so that only short tests are left for the end.
 LONGEST_FIRST = ["test_reference_reaches_training_threshold",
-                 "test_notebook_executes_with_the_reference"]
+                 "test_notebook_executes_with_the_reference",
+                 "test_the_whole_corpus_in_one_batch",
+                 "test_audit_is_clean_on_fresh_seeds",
+                 "test_generated_files_are_in_sync"]
 
 
 def pytest_addoption(parser):
