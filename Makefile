@@ -6,8 +6,13 @@ STAMP  := $(VENV)/.installed
 A      ?= all
 IMPL   ?= assignments
 DEVICE ?= cuda
+JOBS   ?= 2
+# make test: JOBS workers (pytest-xdist) taking one test at a time, the longest first; test
+# names as they finish, the 15 slowest at the end; A=<a> keeps that assignment's tests and the engine's.
+PYTEST := $(PY) -m pytest -v -n $(JOBS) --dist load --maxschedchunk 1 --durations=15 \
+          $(if $(filter-out all,$(A)),--assignment $(A))
 
-.PHONY: install grade test bench submit notebook skeletons fixtures check release clean gpu-check
+.PHONY: install grade test test-full bench bench-tests gpu-check submit notebook skeletons fixtures check release clean
 
 install: $(STAMP)
 
@@ -28,16 +33,22 @@ $(STAMP): pyproject.toml
 grade: install  ## score table for every assignment (A=name, IMPL=assignments|solutions|DIR)
 	$(PY) -m grader grade $(A) --impl $(IMPL) $(ARGS)
 
-test: install  ## the project's own tests (in the student bundle: the public self-checks)
-	@if [ -d tests ]; then $(PY) -m pytest $(ARGS); else \
+test: install  ## the project's own tests (A=name: one assignment's and the engine's; in the student bundle: the public self-checks)
+	@if [ -d tests ]; then $(PYTEST) $(ARGS); else \
 	  echo "make test: this is the student bundle, which has no project tests; running the public self-checks of every assignment"; \
 	  $(PY) -m grader grade $(A) --impl $(IMPL) --set public --no-training $(ARGS); fi
+
+test-full: install  ## before a release: make test plus 20-seed audits, every mutant and equivalent through the sandbox, training beside 2 busy processes
+	$(PYTEST) --full --busy 2 $(ARGS)
 
 bench: install  ## timings: grading, attention speed, training
 	$(PY) tests/bench.py $(ARGS)
 
 gpu-check: install  ## every GPU path checked against the CPU (DEVICE=cpu: the dry run)
 	$(PY) tests/gpu_check.py --device $(DEVICE) $(ARGS)
+
+bench-tests: install  ## how long make test takes, and its slowest tests (A=, JOBS=)
+	$(PY) tests/benchtests.py --assignment $(A) --jobs $(JOBS)
 
 submit: install  ## write submissions/$(A).zip to upload
 	@test "$(A)" != all || (echo "usage: make submit A=<assignment>" && exit 2)

@@ -6,9 +6,12 @@ known mistake fails with one, on many fresh seeds.
 process (instructor code only: nothing here is a submission) on N new input seeds per case,
 judges each with the grader's own `judge`, and prints per case the worst error of any correct
 implementation, the smallest error of any mistake the case catches, and the tolerance.
+`judged` is the verdict `grade` would give one of these modules, judged here: the tests use it
+on the stored fixture sets too, so every variant is proven without a sandbox each.
 Training cases are left out: they are proven by their own calibration runs.
 """
 import math
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +19,11 @@ from pathlib import Path
 from dlkit.utils import load_assignment
 from grader import paths
 from grader.authoring import case_inputs, load_variants, one_thread, run_case
-from grader.cases import judge
+from grader.cases import Verdict
+from grader.grade import verdict as graded_verdict
+from grader.sandbox import clean_message, plain
 from grader.suites import load_suite
+from grader.worker import error_line
 
 AUDIT_BASE = 2_000_000  # far from the public (0) and autograder (1,000,000) seeds
 SEED_STRIDE = 100_000   # Case.seed adds < 100,000 to its base
@@ -56,46 +62,64 @@ def error_of(verdict) -> float:
     return verdict.error
 
 
-def audit(assignment: str, seeds: int = 5, cases=None, progress=None) -> Audit:
-    with one_thread():
-        return run_audit(assignment, seeds, cases, progress)
+@dataclass
+class Implementations:
+    """What an audit runs, imported once: {name: (description, module)} of each kind."""
+    reference: object
+    equivalents: dict
+    mutants: dict
+
+    @property
+    def correct(self) -> dict:
+        return {"reference": ("the reference", self.reference), **self.equivalents}
 
 
-def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
-    suite = load_suite(assignment)
-    chosen = suite.select(cases, training=False)
-    with tempfile.TemporaryDirectory() as tmp:
-        equivalents = load_variants(assignment, "equivalents", Path(tmp))
-        mutants = load_variants(assignment, "mutants", Path(tmp))
-        reference = load_assignment(assignment, paths.SOLUTIONS)  # last: it stays imported
-        correct = {"reference": ("the reference", reference), **equivalents}
-        results = [CaseAudit(c.name, c.tol) for c in chosen]
-        caught_on = {m: set() for m in mutants}
-        for number in range(seeds):
-            base = AUDIT_BASE + number * SEED_STRIDE
-            for case, row in zip(chosen, results):
-                inputs = case_inputs(case, case.seed(base))
-                expected = (case.reference(inputs) if case.reference
-                            else run_case(case, reference, inputs))
-                for name, (_, module) in correct.items():
-                    verdict = judged(case, module, inputs, expected)
-                    error = error_of(verdict)
-                    if error >= row.worst_correct:
-                        row.worst_correct, row.worst_correct_by = error, name
-                    if not verdict.passed:
-                        row.correct_failures.append(f"{name}@{number}: {verdict.message}")
-                for name, (_, module) in mutants.items():
-                    verdict = judged(case, module, inputs, expected)
-                    if verdict.passed:
-                        row.slipped.setdefault(name, []).append(number)
-                        continue
-                    caught_on[name].add(number)
-                    row.caught.add(name)
-                    error = error_of(verdict)
-                    if error < row.best_mutant:
-                        row.best_mutant, row.best_mutant_by = error, name
-                if progress:
-                    progress(case.name)
+def load_implementations(assignment: str, folder: Path) -> Implementations:
+    """The reference, every equivalent and every mutant, their files written under `folder`."""
+    equivalents = load_variants(assignment, "equivalents", folder)
+    mutants = load_variants(assignment, "mutants", folder)
+    return Implementations(load_assignment(assignment, paths.SOLUTIONS), equivalents, mutants)
+
+
+def audit(assignment: str, seeds: int = 5, cases=None, progress=None,
+          implementations: Implementations | None = None) -> Audit:
+    """Audit on `seeds` fresh seeds per case; `implementations` reuses modules already loaded."""
+    with one_thread(), tempfile.TemporaryDirectory() as tmp:
+        loaded = implementations or load_implementations(assignment, Path(tmp))
+        sys.modules[assignment] = loaded.reference  # the name the suite's helpers look up
+        return run_audit(assignment, seeds, cases, progress, loaded)
+
+
+def run_audit(assignment: str, seeds: int, cases, progress,
+              loaded: Implementations) -> Audit:
+    chosen = load_suite(assignment).select(cases, training=False)
+    results = [CaseAudit(c.name, c.tol) for c in chosen]
+    caught_on = {m: set() for m in loaded.mutants}
+    for number in range(seeds):
+        base = AUDIT_BASE + number * SEED_STRIDE
+        for case, row in zip(chosen, results):
+            inputs = case_inputs(case, case.seed(base))
+            expected = {"expected": case.reference(inputs) if case.reference
+                        else run_case(case, loaded.reference, inputs)}
+            for name, (_, module) in loaded.correct.items():
+                verdict = judged(case, module, inputs, expected)
+                error = error_of(verdict)
+                if error >= row.worst_correct:
+                    row.worst_correct, row.worst_correct_by = error, name
+                if not verdict.passed:
+                    row.correct_failures.append(f"{name}@{number}: {verdict.message}")
+            for name, (_, module) in loaded.mutants.items():
+                verdict = judged(case, module, inputs, expected)
+                if verdict.passed:
+                    row.slipped.setdefault(name, []).append(number)
+                    continue
+                caught_on[name].add(number)
+                row.caught.add(name)
+                error = error_of(verdict)
+                if error < row.best_mutant:
+                    row.best_mutant, row.best_mutant_by = error, name
+            if progress:
+                progress(case.name)
     # Only the whole suite must catch every mutant: a few chosen cases need not.
     escaped = {} if cases else {m: sorted(set(range(seeds)) - got)
                                 for m, got in caught_on.items() if len(got) < seeds}
@@ -104,15 +128,19 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
     return Audit(assignment, seeds, results, escaped, whole_suite=not cases)
 
 
-def judged(case, module, inputs, expected):
-    """The grader's verdict on one implementation, run here; a crash is a failed verdict."""
-    from grader.cases import Verdict
+def judged(case, module, inputs, fixture: dict) -> Verdict:
+    """The grader's verdict on one implementation run here, on the CPU, judged as `grade`
+    judges a sandboxed worker's reply: outputs made plain, an exception reported in the
+    worker's one line, `fixture` holding "expected" (and "mutants", to name a mistake)."""
+    outputs, error = None, None
     try:
-        outputs = run_case(case, module, inputs)
+        outputs = plain(run_case(case, module, inputs))
+    except NotImplementedError as exc:
+        error = f"not implemented yet ({exc})" if str(exc) else "not implemented yet"
     except Exception as exc:  # noqa: BLE001 - a mistake may crash; a correct one must not
-        return Verdict(case.name, 0.0, case.points, False,
-                       f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
-    return judge(case, outputs, expected)
+        error = error_line(exc, module.__file__)
+    return graded_verdict(case, outputs, None if error is None else clean_message(error),
+                          fixture)
 
 
 def margin(numerator: float, denominator: float) -> str:

@@ -1,26 +1,119 @@
-"""Shared by the project's tests: grade an implementation, run the command line."""
+"""Shared by the project's tests: grade an implementation (in the sandbox, or judged in
+this process from the stored fixtures), run the command line, open a page in Chromium."""
+import contextlib
+import dataclasses
+import fcntl
 import functools
+import json
+import math
 import subprocess
 import sys
 from pathlib import Path
 
 from grader import paths
-from grader.authoring import write_mutant
-from grader.grade import grade
+from grader.audit import audit, judged, load_implementations
+from grader.authoring import one_thread, write_variant
+from grader.cases import Verdict
+from grader.grade import grade, inputs_and_expected
+from grader.sandbox import Limits
+from grader.suites import available, load_suite
 
 ROOT = paths.ROOT
+ASSIGNMENTS = [a for a in available() if (paths.SOLUTIONS / f"{a}.py").is_file()]
+FIXTURE_SETS = ("public", "autograder")
 
 
-@functools.lru_cache(maxsize=None)
-def graded(assignment: str, impl: str, training: bool = False):
-    """Grade once per session (results are cached: grading is deterministic)."""
-    return grade(assignment, impl, device="cpu", training=training)
+@functools.cache
+def graded(assignment: str, impl: str, which: str = "auto"):
+    """Grade in the sandbox, without training, once per session (grading is deterministic)."""
+    return grade(assignment, impl, device="cpu", which=which, training=False)
 
 
-def graded_mutant(assignment: str, mutant: str, tmp: Path):
-    folder = tmp / mutant
-    write_mutant(assignment, mutant, folder)
-    return grade(assignment, str(folder), device="cpu", training=False)
+def graded_variant(assignment: str, kind: str, name: str, which: str, tmp: Path):
+    """A mutant's or an equivalent's verdicts through the sandbox, on one fixture set, with
+    torch on one thread as `Proof` runs it: the same rounding, so even which of two equally
+    wrong outputs a message names is the same."""
+    write_variant(assignment, name, tmp / name, kind)
+    return grade(assignment, str(tmp / name), device="cpu", which=which, training=False,
+                 limits=Limits(threads=1))
+
+
+class Proof:
+    """One assignment proven from both sides in this process, each piece computed once.
+
+    The reference, every equivalent and every mutant are imported once (instructor code);
+    each is judged on a stored fixture set case by case, as `grade` judges a sandboxed run
+    (`grader.audit.judged`: the expected values, and the stored outputs of the known mistakes
+    to name one); the audit on fresh seeds reuses the same modules."""
+
+    def __init__(self, assignment: str, folder: Path):
+        self.assignment = assignment
+        self.implementations = load_implementations(assignment, folder)
+        self.cases = load_suite(assignment).select(None, training=False)
+
+    @functools.cache
+    def fixture_set(self, which: str) -> tuple[dict, dict]:
+        return inputs_and_expected(self.assignment, which)
+
+    @functools.cache
+    def verdicts(self, kind: str, name: str, which: str) -> list:
+        """Verdicts of the equivalent or mutant `name` (kind "equivalents" or "mutants") on
+        the fixture set `which`, one per non-training case, in the suite's order."""
+        module = getattr(self.implementations, kind)[name][1]
+        inputs, fixtures = self.fixture_set(which)
+        with one_thread():  # many small kernels: much faster than contended threads
+            return [judged(case, module, inputs[case.name], fixtures[case.name])
+                    for case in self.cases]
+
+    @functools.cache
+    def audit(self, seeds: int):
+        return audit(self.assignment, seeds=seeds, implementations=self.implementations)
+
+
+def assert_same_verdicts(sandboxed: list, in_process: list) -> None:
+    """Identical verdicts, case by case; errors may differ by rounding (other thread counts)."""
+    assert [v.name for v in sandboxed] == [v.name for v in in_process]
+    for got, want in zip(sandboxed, in_process):
+        assert dataclasses.replace(got, error=None) == dataclasses.replace(want, error=None), \
+            (got, want)
+        assert (got.error is None) == (want.error is None), got.name
+        if got.error is not None:
+            assert math.isclose(got.error, want.error, rel_tol=1e-6,
+                                abs_tol=(got.tol or 0.0) / 100), (got.name, got.error, want.error)
+
+
+@contextlib.contextmanager
+def busy_processes(count: int):
+    """`count` processes that each keep one core busy while the block runs."""
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+
+
+def once(cache: Path, key: str, compute) -> str:
+    """compute() -> str, run once for every test (and every xdist worker) sharing `cache`:
+    a second caller waits for the first, then reads its result."""
+    saved = cache / f"{key}.txt"
+    with open(cache / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.is_file():
+            saved.write_text(compute())
+        return saved.read_text()
+
+
+def sandbox_trained(assignment: str, case: str, busy: int, cache: Path):
+    """The reference's verdict on one training case through the sandbox, beside `busy` busy
+    processes, run once for every test (and every xdist worker) that shares `cache`."""
+    def train() -> str:
+        with busy_processes(busy):
+            (verdict,) = grade(assignment, "solutions", device="cpu", cases=[case]).verdicts
+        return json.dumps(dataclasses.asdict(verdict))
+    key = f"trained-{assignment}-{case.replace('/', '-')}-busy{busy}"
+    return Verdict(**json.loads(once(cache, key, train)))
 
 
 def cli(*args: str, timeout: float = 600, cwd=ROOT, env=None) -> subprocess.CompletedProcess:

@@ -1,6 +1,7 @@
 """Every notebook runs top to bottom with the reference, in quick mode, on one torch thread
 (as students run it), with no cell over 3x its stated CPU time and no warning of its own."""
 import copy
+import dataclasses
 import functools
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from dlkit import load_assignment, progress
 from grader import paths, written
 from grader.check import check
+from helpers import once
 
 NOTEBOOKS = sorted(p.stem for p in paths.NOTEBOOKS.glob("*.py"))
 SLACK = 3  # a cell may take this many times its estimate before the test fails
@@ -84,10 +86,21 @@ def execute(name: str, quick: bool = True, timeout: int = 900):
     return nb, [Cell(cell.source, **t) for cell, t in zip(code, timings)]
 
 
-@functools.lru_cache(maxsize=None)
-def executed(name: str):
-    """Each notebook runs once per session; the written-answers tests reuse it."""
-    return execute(name)
+@pytest.fixture(scope="session")
+def executed(shared_folder):
+    """executed(A): notebook A run once for the whole session, every xdist worker and every
+    test of this file included; (notebook, cells)."""
+    def run(name: str) -> str:
+        nb, cells = execute(name)
+        return json.dumps({"notebook": nbformat.writes(nb),
+                           "cells": [dataclasses.asdict(cell) for cell in cells]})
+
+    @functools.cache
+    def of(name: str):
+        saved = json.loads(once(shared_folder, f"notebook-{name}", lambda: run(name)))
+        return (nbformat.reads(saved["notebook"], as_version=4),
+                [Cell(**cell) for cell in saved["cells"]])
+    return of
 
 
 def notebook_text(nb) -> str:
@@ -103,16 +116,16 @@ def first_line(source: str) -> str:
     return next((line for line in source.splitlines() if line.strip()), "")[:70]
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_executes_with_the_reference(name):
-    nb, _ = executed(name)
+@pytest.mark.parametrize("assignment", NOTEBOOKS)
+def test_notebook_executes_with_the_reference(assignment, executed):
+    nb, _ = executed(assignment)
     text = notebook_text(nb)
     assert "PASS" in text and "FAIL" not in text and "TODO" not in text
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_every_cell_runs_within_its_estimate_on_one_thread(name):
-    _, cells = executed(name)
+@pytest.mark.parametrize("assignment", NOTEBOOKS)
+def test_every_cell_runs_within_its_estimate_on_one_thread(assignment, executed):
+    _, cells = executed(assignment)
     slow = [f"{first_line(c.source)!r}: {c.cpu:.1f} CPU-s > {c.budget:.1f}" for c in cells
             if c.cpu > c.budget]
     assert not slow, slow
@@ -121,9 +134,9 @@ def test_every_cell_runs_within_its_estimate_on_one_thread(name):
                                                     for c in cells if c.threads != 1]
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_the_notebook_itself_warns_nothing(name):
-    nb, _ = executed(name)
+@pytest.mark.parametrize("assignment", NOTEBOOKS)
+def test_the_notebook_itself_warns_nothing(assignment, executed):
+    nb, _ = executed(assignment)
     warnings = [line for cell in nb.cells for out in cell.get("outputs", [])
                 if out.get("name") == "stderr" for line in out["text"].splitlines()
                 if re.search(r"Warning\b", line)]
@@ -131,9 +144,9 @@ def test_the_notebook_itself_warns_nothing(name):
 
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_progress_bars_are_saved_in_their_final_state(name):
-    nb, _ = executed(name)
+@pytest.mark.parametrize("assignment", NOTEBOOKS)
+def test_progress_bars_are_saved_in_their_final_state(assignment, executed):
+    nb, _ = executed(assignment)
     bars = [text for cell in nb.cells for out in cell.get("outputs", [])
             for text in ["".join(out.get("data", {}).get("text/plain", ""))] if "%|" in text]
     assert all(bar.split(":", 1)[-1].lstrip().startswith("100%|") for bar in bars), bars
@@ -141,10 +154,10 @@ def test_progress_bars_are_saved_in_their_final_state(name):
                    for cell in nb.cells for out in cell.get("outputs", []))
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_a_saved_notebook_holds_no_scripts(name):
+@pytest.mark.parametrize("assignment", NOTEBOOKS)
+def test_a_saved_notebook_holds_no_scripts(assignment, executed):
     """BertViz's views (megabytes of weights and JavaScript) go to pages of their own."""
-    nb, _ = executed(name)
+    nb, _ = executed(assignment)
     html = ["".join(out["data"]["text/html"]) for cell in nb.cells
             for out in cell.get("outputs", []) if "text/html" in out.get("data", {})]
     assert not [h for h in html if "<script" in h]
@@ -166,27 +179,27 @@ RAW_TEX = re.compile(r"\\[A-Za-z]+|\$")
 
 
 @pytest.mark.skipif(written.browser() is None, reason="needs Chromium (make install adds it)")
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_written_answers_of_the_executed_notebook(name, tmp_path):
+@pytest.mark.parametrize("assignment", NOTEBOOKS)
+def test_written_answers_of_the_executed_notebook(assignment, executed, tmp_path):
     """Answers filled in: formulas typeset (no raw LaTeX in the PDF's text), every figure a
     question names attached on its pages, and each question from the top of a new page."""
     import pypdf
-    nb = copy.deepcopy(executed(name)[0])
+    nb = copy.deepcopy(executed(assignment)[0])
     answers = [c for c in nb.cells if c.cell_type == "markdown"
                and c.source.startswith("*Your answer:*")]
     for index, cell in enumerate(answers):
         cell.source = ANSWER + ("A sentence of a long answer. " * 500 if index == 1 else "")
-    nbformat.write(nb, tmp_path / f"{name}.ipynb")
-    result = written.write_answers(tmp_path / f"{name}.ipynb", tmp_path / name, name)
+    nbformat.write(nb, tmp_path / f"{assignment}.ipynb")
+    result = written.write_answers(tmp_path / f"{assignment}.ipynb", tmp_path / assignment, assignment)
     assert not result.notes, result.notes
-    pages = pypdf.PdfReader(tmp_path / f"{name}.pdf").pages
+    pages = pypdf.PdfReader(tmp_path / f"{assignment}.pdf").pages
     texts = [" ".join(page.extract_text().split()) for page in pages]
     assert not [t for t in texts if RAW_TEX.search(t)]
     spans = [result.pages[q.number] for q in result.questions]
     assert [first for first, _ in spans] == sorted({first for first, _ in spans})
     assert spans[1][1] > spans[1][0]  # the long answer runs on, the next question starts anew
     for q, (first, last) in zip(result.questions, spans):
-        assert texts[first - 1].removeprefix(name).strip().startswith(f"Q{q.number}.")
+        assert texts[first - 1].removeprefix(assignment).strip().startswith(f"Q{q.number}.")
         if q.tags:
             assert q.figures, (q.number, q.tags)  # the named figures exist in the notebook
         assert sum(len(pages[i].images) for i in range(first - 1, last)) >= len(q.figures)

@@ -388,13 +388,13 @@ def test_hostile_submission_between_two_correct_ones(tmp_path, monkeypatch, run_
 
 
 @needs_sandbox
-def test_a_training_verdict_does_not_change_with_another_grading_beside_it():
+def test_a_training_verdict_does_not_change_with_another_grading_beside_it(trained):
     """Training cases are judged by work (fixed steps), not by the clock: the same verdict,
     and the same loss, while another grading keeps both cores busy."""
     import subprocess
     import sys
     case = "train/overfit_rnn"
-    alone = grade("captioning", "solutions", cases=[case]).verdicts[0]
+    alone = trained("captioning", case)  # the run test_assignments.py's training test makes
     other = subprocess.Popen(
         ["bash", "-c", f"while true; do {sys.executable} -m grader grade transformer "
                        "--impl solutions --no-training >/dev/null 2>&1; done"],
