@@ -1,7 +1,8 @@
 """Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,audit,mutant}
 
 Every command prints one clear line and exits 2 on bad input; `grade` exits 0 whenever
-grading completed, whatever the score.
+grading completed, whatever the score, and 3 (writing no results) when no sandbox can run
+student code here: a staff problem, never a score.
 """
 import argparse
 from dataclasses import replace
@@ -62,6 +63,18 @@ def progress_bar(total: int, label: str):
     return bar, tick
 
 
+class NoSandbox(Exception):
+    """No mode can run student code here (exit 3: staff must fix the host)."""
+
+
+def require_sandbox(limits) -> None:
+    from grader.sandbox import sandbox_mode
+    problem = sandbox_mode(limits).problem
+    if problem:
+        raise NoSandbox(f"sandbox unavailable: {problem}. No student code ran and no "
+                        "results were written; fix the grading host (see README, Security)")
+
+
 def cmd_grade(args) -> int:
     from grader import report
     from grader.grade import grade, grade_outputs
@@ -71,6 +84,8 @@ def cmd_grade(args) -> int:
         a for a in available() if (paths.ASSIGNMENTS / f"{a}.py").is_file()]
     if not names:
         raise ValueError(f"no assignment modules in {paths.ASSIGNMENTS}")
+    if not args.outputs:
+        require_sandbox(Limits(insecure=True if args.insecure else None))
     results = []
     for name in names:
         if args.outputs:
@@ -88,6 +103,11 @@ def cmd_grade(args) -> int:
             bar.close()
             note = f"{args.impl}, {graded.fixture_set} set, {device_name(args.device)}"
         results.append((graded, note))
+    if any(v.message.startswith("sandbox unavailable") for g, _ in results for v in g.verdicts):
+        raise NoSandbox("sandbox unavailable while grading: "
+                        + next(v.message for g, _ in results for v in g.verdicts
+                               if v.message.startswith("sandbox unavailable"))
+                        + ". No results were written")
     if args.results:  # written first: a failure printing the table never loses it
         # One results.json for everything graded; names carry the assignment when several.
         graded_all = [g for g, _ in results]
@@ -126,6 +146,8 @@ def cmd_batch(args) -> int:
     started = time.monotonic()
     limits = Limits(case_time=args.case_time, submission_time=args.submission_time,
                     insecure=args.insecure)
+    if not args.scheduler:  # a cluster's workers check their own sandbox
+        require_sandbox(limits)
     results = grade_all(submissions, args.assignment, out, jobs=args.jobs,
                         device=device_name(args.device), training=not args.no_training,
                         limits=limits, progress=sys.stderr.isatty(),
@@ -225,7 +247,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
     s.add_argument("--case-time", type=float, help="cap every case's time limit (seconds)")
     s.add_argument("--submission-time", type=float,
-                   help="total seconds per submission (default 600 without training)")
+                   help="total seconds per submission (default: half the sum of its cases' "
+                        "time limits, plus 60)")
     s.add_argument("--insecure", action="store_true",
                    help="run without the sandbox, limits only (never for real grading)")
     s.add_argument("--scheduler", metavar="ADDRESS",
@@ -268,6 +291,9 @@ def main(argv=None) -> int:
     except (GradingError, AuthoringError, ClusterError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NoSandbox as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -48,9 +48,6 @@ def unique_ids(submissions: list[Path]) -> list[str]:
     return ids
 
 
-DEFAULT_SUBMISSION_TIME = 600.0  # seconds per submission without training cases
-
-
 def grade_all(submissions: list[Path], assignment: str, out: Path, *, jobs: int = 2,
               device: str = "cpu", training: bool = True, which: str = "auto",
               limits: Limits | None = None, progress: bool = True,
@@ -68,8 +65,6 @@ def grade_all(submissions: list[Path], assignment: str, out: Path, *, jobs: int 
     limits = replace(limits) if limits else Limits()
     if not limits.threads:
         limits.threads = max(1, cores // jobs)
-    if limits.submission_time is None and not training:
-        limits.submission_time = DEFAULT_SUBMISSION_TIME
     items = list(zip(unique_ids(submissions), submissions))
     options = dict(device=device, which=which, training=training, limits=limits)
     if scheduler:

@@ -31,9 +31,14 @@ def module_with(folder: Path, *attacks: str, extra: str = "") -> Path:
     return folder
 
 
+NO_CONTAINER = "container mode needs root (to run each submission as a fresh uid)"
+
+
 @pytest.fixture
-def no_bwrap(monkeypatch):
+def no_sandbox(monkeypatch):
+    """Neither mode works here: no bubblewrap, and container mode refused (as for a user)."""
     monkeypatch.setattr(isolation, "bwrap_path", lambda: None)
+    monkeypatch.setattr(isolation, "container_problem", lambda: NO_CONTAINER)
     isolation.probe.cache_clear()
     yield
     isolation.probe.cache_clear()
@@ -43,16 +48,16 @@ def no_bwrap(monkeypatch):
 # Fail closed, and --insecure
 # ---------------------------------------------------------------------------------------
 
-def test_no_student_code_runs_without_the_sandbox(tmp_path, no_bwrap):
+def test_no_student_code_runs_without_the_sandbox(tmp_path, no_sandbox):
     marker = tmp_path / "ran"
     folder = module_with(tmp_path / "sub", extra=f"open({str(marker)!r}, 'w').close()")
     graded = grade("transformer", folder, training=False, cases=FEW)
     assert graded.score == 0 and not marker.exists()
-    assert all(v.message == "sandbox unavailable: bubblewrap (bwrap) is not installed"
-               for v in graded.verdicts)
+    assert all(v.message == "sandbox unavailable: bubblewrap (bwrap) is not installed; "
+               + NO_CONTAINER for v in graded.verdicts), graded.verdicts[0].message
 
 
-def test_insecure_runs_with_limits_only_and_says_so(tmp_path, no_bwrap):
+def test_insecure_runs_with_limits_only_and_says_so(tmp_path, no_sandbox):
     folder = module_with(tmp_path / "sub")
     graded = grade("transformer", folder, training=False, cases=FEW,
                    limits=Limits(insecure=True))
@@ -60,7 +65,7 @@ def test_insecure_runs_with_limits_only_and_says_so(tmp_path, no_bwrap):
     assert any("limits only" in note for note in graded.notes)
 
 
-def test_auto_insecure_only_where_nothing_is_secret(tmp_path, no_bwrap, monkeypatch):
+def test_auto_insecure_only_where_nothing_is_secret(tmp_path, no_sandbox, monkeypatch):
     folder = module_with(tmp_path / "sub")
     auto = Limits(insecure=None)
     graded = grade("transformer", folder, training=False, cases=FEW, limits=auto)
@@ -69,7 +74,7 @@ def test_auto_insecure_only_where_nothing_is_secret(tmp_path, no_bwrap, monkeypa
     graded = grade("transformer", folder, training=False, cases=FEW, limits=auto)
     assert graded.score == graded.max_score
     (note,) = graded.notes
-    assert note.startswith("sandbox unavailable (bubblewrap (bwrap) is not installed)")
+    assert note.startswith("sandbox unavailable (bubblewrap (bwrap) is not installed; container")
 
 
 @needs_sandbox
