@@ -227,6 +227,18 @@ def remove_traces(uid: int, wait: float = 10.0) -> None:
                 os.unlink(path)
 
 
+def unreadable_interpreter() -> list[str]:
+    """Container mode: a note when other users cannot read the Python installation (say,
+    under /root), so a worker can import only what its zygote imported."""
+    for folder in interpreter_folders():
+        path = Path(folder)
+        for step in [*reversed(path.parents), path]:
+            if step.stat().st_mode & 0o005 != 0o005:
+                return [f"container mode: {step} is not readable by other users, so a "
+                        f"submission can import only what the grader preloaded from {folder}"]
+    return []
+
+
 def nothing_to_protect() -> bool:
     """The student bundle: no solutions and no autograder expected values on this machine."""
     if paths.SOLUTIONS.is_dir():

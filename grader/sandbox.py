@@ -120,7 +120,8 @@ def sandbox_mode(limits: Limits) -> Mode:
         if problem is None:
             why = f" ({problems[0]})" if problems else ""
             return Mode("container", notes=[f"sandbox: container mode{why}: each worker runs "
-                                            "as a fresh uid", *missing_limits(False)])
+                                            "as a fresh uid", *missing_limits(False),
+                                            *isolation.unreadable_interpreter()])
         problems.append(problem)
     why = "; ".join(problems)
     if limits.insecure is None and isolation.nothing_to_protect():
@@ -214,7 +215,8 @@ class Worker:
         if own_uid:
             self.uid = isolation.RunUid()
         uid = self.uid.uid if self.uid else None
-        key = zygote.Key(mode.name, device, limits.threads, limits.tmp_bytes)
+        key = zygote.Key(mode.name, device, limits.threads, limits.tmp_bytes,
+                         filtered=mode.secure and seccomp.missing() is None)
         self.zygote = zygote.checkout(key, reusable=own_uid)
         self.job = isolation.job_folder(uid)
         self.write_job(assignment, source, jobs, uid)
@@ -270,8 +272,7 @@ class Worker:
                 "suite_file": assignment in EXTRA_SUITES, "uid": uid, "secure": self.mode.secure,
                 "sandbox": name, "job": inside, "forbidden": forbidden,
                 "grader_pid_namespace": os.readlink("/proc/self/ns/pid"),
-                "seccomp": name == "container" or (name == "namespace" and
-                                                    seccomp.missing() is None),
+                "seccomp": self.mode.secure and seccomp.missing() is None,
                 "env": {"HOME": "/tmp"} if name == "namespace" else
                 {"HOME": inside, "TMPDIR": inside},
                 "cwd": "/tmp" if name == "namespace" else inside}

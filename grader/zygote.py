@@ -57,6 +57,7 @@ class Key:
     device: str
     threads: int
     tmp_bytes: int
+    filtered: bool   # the seccomp filter is loaded
 
 
 # ---------------------------------------------------------------------------------------
@@ -75,13 +76,13 @@ class Zygote:
         if key.threads:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
                 env[name] = str(key.threads)
-        config = {"fd": theirs.fileno(), "load_seccomp": key.mode == "container",
+        config = {"fd": theirs.fileno(), "load_seccomp": key.mode == "container" and key.filtered,
                   "temporary": isolation.SHARED_TMP if key.mode == "container" else
                   ["/tmp", "/dev/shm"]}
         command = [sys.executable, "-I", "-c", BOOT, PACKAGES, json.dumps(config)]
         keep, bpf = [theirs.fileno()], None
         if key.mode == "namespace":
-            if seccomp.missing() is None:
+            if key.filtered:
                 bpf = tempfile.TemporaryFile()
                 bpf.write(seccomp.compiled())
                 bpf.seek(0)
