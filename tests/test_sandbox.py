@@ -165,8 +165,8 @@ def nested(depth: int, leaf=0):
     {"tree": {"$t": 0, "dtype": "float32", "shape": [1 << 30, 1 << 30]}, "sizes": [4]},
     {"tree": {"$t": 0, "dtype": "float32", "shape": [2 ** 62, 2 ** 62, 0]}, "sizes": [4]},
     {"tree": {"$t": 0, "dtype": "float32", "shape": [2 ** 41, 0]}, "sizes": [4]},
-    {"tree": nested(700), "sizes": []},
-    {"tree": nested(200_000), "sizes": []},
+    {"tree": nested(700), "sizes": [4]},
+    '{"tree": ' + "[" * 200_000 + "]" * 200_000 + ', "sizes": [4]}',  # too deep for json
     {"tree": {"$t": 0, "dtype": "object", "shape": [1]}, "sizes": [4]},
     {"tree": {"$t": 3, "dtype": "float32", "shape": [1]}, "sizes": [4]},
     {"tree": {"$t": 0, "dtype": "float32", "shape": [-1]}, "sizes": [4]},
@@ -174,8 +174,9 @@ def nested(depth: int, leaf=0):
     {"tree": [], "sizes": [5]},
 ])
 def test_forged_frames_are_refused(header):
+    text = header if isinstance(header, str) else json.dumps(header)
     with pytest.raises(WireError):
-        decode(json.dumps(header).encode(), bytearray(4 if header["sizes"] else 0))
+        decode(text.encode(), bytearray(4))
 
 
 def test_a_structure_too_deep_for_the_wire_is_named_not_sent():
@@ -607,6 +608,10 @@ def test_grade_gives_every_submission_the_default_budget(tmp_path, monkeypatch):
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="per-run uids and other users need root")
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]
+# Another user who can still read this machine's Python (installed under /root): only the
+# capability to read files, nothing to become root or make namespaces with.
+USER_WITH_PYTHON = NOBODY[:-1] + ["--inh-caps=+dac_read_search",
+                                  "--ambient-caps=+dac_read_search", "--"]
 
 
 def as_nobody(*command) -> subprocess.CompletedProcess:
@@ -702,7 +707,7 @@ def test_uids_are_unique_across_graders_whatever_their_tmpdir(tmp_path):
 
 @pytest.mark.parametrize("raw,clean", [
     ("\x1b[2K\x1b[1Gtotal 54 / 54\x1b[0m", "total 54 / 54"),
-    ("a\x1b]0;title\x07b\x1b]8;;http://x\x1b\\\\c", "abc"),
+    ("a\x1b]0;title\x07b\x1b]8;;http://x\x1b\\c", "abc"),
     ("<script>alert(1)</script><img src=x onerror=alert(2)>", "alert(1)"),
     ("<scr<script>ipt>alert(1)</scr</script>ipt>", "alert(1)"),
     ("tricky <script", "tricky \u2039script"),
@@ -736,6 +741,16 @@ def test_results_json_stays_small_whatever_the_messages():
 
 DOCKER_CAPS = ("-all,+chown,+dac_override,+fowner,+fsetid,+kill,+setgid,+setuid,+setpcap,"
                "+net_bind_service,+net_raw,+sys_chroot,+mknod,+audit_write,+setfcap")
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder other users can reach (pytest's tmp_path lies below a folder of root's)."""
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="grader-test-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def gradescope_layout(tmp_path: Path, impl: str = "solutions") -> Path:
@@ -784,11 +799,11 @@ def test_with_docker_capabilities_gradescope_grades_in_container_mode(tmp_path):
 
 
 @as_root
-def test_without_root_or_namespaces_run_autograder_writes_no_score(tmp_path):
+def test_without_root_or_namespaces_run_autograder_writes_no_score(open_tmp):
     """Neither mode: the grader refuses with a staff-facing error, exits non-zero, and
     leaves no results.json (Gradescope shows an autograder failure, not a zero)."""
-    root = gradescope_layout(tmp_path)
-    run = run_autograder(root, prefix=NOBODY, path=fake_bwrap(tmp_path))
+    root = gradescope_layout(open_tmp)
+    run = run_autograder(root, prefix=USER_WITH_PYTHON, path=fake_bwrap(open_tmp))
     assert run.returncode == 3, run.stdout + run.stderr
     assert "error: sandbox unavailable: bubblewrap failed: bwrap: Creating new namespace " \
            "failed" in run.stderr and "container mode needs root" in run.stderr
@@ -796,13 +811,13 @@ def test_without_root_or_namespaces_run_autograder_writes_no_score(tmp_path):
 
 
 @as_root
-def test_the_image_build_self_test_fails_with_the_reason(tmp_path):
+def test_the_image_build_self_test_fails_with_the_reason(open_tmp):
     ok = subprocess.run([sys.executable, "-m", "grader.selftest"], cwd=paths.ROOT,
                         capture_output=True, text=True, timeout=900)
     assert ok.returncode == 0 and "sandbox self-test passed" in ok.stdout, ok.stderr
-    refused = subprocess.run(NOBODY + [sys.executable, "-m", "grader.selftest"],
+    refused = subprocess.run(USER_WITH_PYTHON + [sys.executable, "-m", "grader.selftest"],
                              cwd=paths.ROOT, capture_output=True, text=True, timeout=900,
-                             env=dict(os.environ, PATH=fake_bwrap(tmp_path), HOME="/tmp"))
+                             env=dict(os.environ, PATH=fake_bwrap(open_tmp), HOME="/tmp"))
     assert refused.returncode == 1
     assert refused.stderr.startswith("sandbox self-test FAILED: no sandbox can run student "
                                      "code here: bubblewrap failed")
@@ -813,6 +828,7 @@ def test_container_mode_refuses_to_run_where_a_secret_is_readable(tmp_path, monk
     marker = tmp_path / "ran"
     readable = paths.ROOT / "grader"  # world-readable, and the test says it is secret
     monkeypatch.setattr(isolation, "forbidden_paths", lambda: [str(readable)])
+    monkeypatch.setattr(sandbox, "protect_secrets_once", lambda: None)  # as if chmod failed
     folder = module_with(tmp_path / "sub", extra=f"open({str(marker)!r}, 'w').close()")
     graded = grade("transformer", folder, training=False, cases=FEW,
                    limits=Limits(mode="container"))
@@ -826,7 +842,7 @@ def test_container_mode_refuses_to_run_where_a_secret_is_readable(tmp_path, monk
 # ---------------------------------------------------------------------------------------
 
 LITTER = '''
-import os, time
+import ctypes, os, time
 
 for _folder in ("/tmp", "/dev/shm"):
     with open(os.path.join(_folder, "left-behind"), "w") as _f:
@@ -836,31 +852,30 @@ for _folder in ("/tmp", "/dev/shm"):
     os.chmod(os.path.join(_folder, "locked"), 0)
 if os.fork() == 0:
     os.setsid()
+    ctypes.CDLL(None).prctl(15, b"left-behind", 0, 0, 0)  # PR_SET_NAME: findable by name
     time.sleep(600)
     os._exit(0)
 '''
 
 FINDS_LITTER = '''
 import os
-from grader import isolation
 
 _right = sinusoidal_positions
 
 
 def sinusoidal_positions(num_positions, d_model):
-    me = os.getuid()
     for folder in ("/tmp", "/dev/shm"):
-        for name in os.listdir(folder):
-            owner = os.lstat(os.path.join(folder, name)).st_uid
-            if owner in isolation.UID_RANGE and owner != me:
-                raise RuntimeError(f"found {folder}/{name} of uid {owner}")
+        for name in ("left-behind", "locked"):
+            if os.path.lexists(os.path.join(folder, name)):
+                raise RuntimeError(f"found {folder}/{name}")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            owner = os.stat(f"/proc/{pid}").st_uid
+            with open(f"/proc/{pid}/comm") as f:
+                name = f.read().strip()
         except OSError:
             continue
-        if owner in isolation.UID_RANGE and owner != me:
-            raise RuntimeError(f"found process {pid} of uid {owner}")
+        if name == "left-behind":
+            raise RuntimeError(f"found process {pid}")
     return _right(num_positions, d_model)
 '''
 
@@ -868,8 +883,8 @@ def sinusoidal_positions(num_positions, d_model):
 @as_root
 @pytest.mark.parametrize("mode", ["namespace", "container"])
 def test_workers_share_a_zygote_and_nothing_else(tmp_path, monkeypatch, mode, run_uids):
-    """A leaves files (one locked), a daemon and a key attempt behind; B, forked from the
-    same zygote right after, finds none of it, and neither does the host."""
+    """A leaves files (one locked) and a daemon behind; B, forked from the same zygote right
+    after (and drawing the same uid, now free), finds none of it, and neither does the host."""
     if mode == "namespace" and isolation.probe() is not None:
         pytest.skip(f"no namespaces here: {isolation.probe()}")
     zygote.stop_all()
@@ -885,8 +900,9 @@ def test_workers_share_a_zygote_and_nothing_else(tmp_path, monkeypatch, mode, ru
     assert len(started) == 1  # warm: both submissions' workers forked from one zygote
     assert not isolation.live_uids() & run_uids
     for folder in ("/tmp", "/dev/shm"):
-        assert not any(Path(folder, name).exists() and Path(folder, name).lstat().st_uid in
-                       run_uids for name in ("left-behind", "locked"))
+        assert not any(os.path.lexists(Path(folder, name)) and
+                       Path(folder, name).lstat().st_uid in run_uids
+                       for name in ("left-behind", "locked"))
 
 
 @as_root
