@@ -481,7 +481,8 @@ def broken_zip(kind: str, path: Path) -> Path:
         data = data.replace(b"PK\x01\x02\x14\x03\x14\x00\x00\x00",
                             b"PK\x01\x02\x14\x03\x14\x00\x01\x00", 1)
     elif kind == "deflate64":  # compression method 9 (DEFLATE64), which zipfile cannot read
-        data = data.replace(b"PK\x03\x04\x14\x00\x00\x00\x00\x00", b"PK\x03\x04\x14\x00\x00\x00\x09\x00", 1)
+        data = data.replace(b"PK\x03\x04\x14\x00\x00\x00\x00\x00",
+                            b"PK\x03\x04\x14\x00\x00\x00\x09\x00", 1)
         data = data.replace(b"PK\x01\x02\x14\x03\x14\x00\x00\x00\x00\x00",
                             b"PK\x01\x02\x14\x03\x14\x00\x00\x00\x09\x00", 1)
     elif kind == "truncated":
