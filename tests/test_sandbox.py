@@ -619,38 +619,54 @@ def as_nobody(*command) -> subprocess.CompletedProcess:
     return subprocess.run(NOBODY + list(command), capture_output=True, text=True, timeout=600)
 
 
+SLOW_CASE = ("_right = sinusoidal_positions\n\n\ndef sinusoidal_positions(n, d):\n"
+             "    __import__('time').sleep(8)\n    return _right(n, d)\n")
+
+
+def while_a_case_runs(folder: Path, check, limits=None):
+    """Run check() while the worker sits in a slow case; returns what check() returned."""
+    grading = threading.Thread(target=grade, args=("transformer", folder), kwargs=dict(
+        training=False, cases=["positions/sinusoidal"], limits=limits))
+    grading.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = check()
+            if found:
+                return found
+            time.sleep(0.05)
+        return None
+    finally:
+        grading.join()
+
+
 @as_root
 @needs_sandbox
 def test_another_user_cannot_read_a_job_folder_or_the_lock_folder(tmp_path):
     """While a case runs, its job folder (where an evaluation worker holds the reference
     solution) is the worker uid's alone, and the uid locks are root's alone."""
-    folder = module_with(tmp_path / "sub", extra=(
-        "_right = sinusoidal_positions\n\n\ndef sinusoidal_positions(n, d):\n"
-        "    __import__('time').sleep(8)\n    return _right(n, d)\n"))
-    grading = threading.Thread(target=grade, args=("transformer", folder),
-                               kwargs=dict(training=False, cases=["positions/sinusoidal"]))
-    grading.start()
     root = Path(isolation.jobs_root())
-    deadline = time.monotonic() + 60
-    jobs = []
-    while not jobs and time.monotonic() < deadline:
+
+    def observe():
         jobs = [j for j in root.iterdir() if (j / "transformer.py").exists()]
-        time.sleep(0.05)
-    try:
+        if not jobs:
+            return None
         (job,) = jobs
-        info = job.stat()
-        assert info.st_uid in isolation.UID_RANGE and info.st_mode & 0o777 == 0o700
-        assert all(f.stat().st_mode & 0o777 == 0o600 and f.stat().st_uid == info.st_uid
-                   for f in job.iterdir())
-        assert root.stat().st_mode & 0o777 == 0o711
-        assert as_nobody("cat", str(job / "transformer.py")).returncode != 0
-        assert as_nobody("ls", str(root)).returncode != 0
-        lock = isolation.LOCK_FOLDERS[0]
-        assert lock.stat().st_uid == 0 and lock.stat().st_mode & 0o777 == 0o700
-        assert as_nobody("ls", str(lock)).returncode != 0
-        assert as_nobody("cat", "/etc/hostname").returncode == 0  # the user itself works
-    finally:
-        grading.join()
+        return {"job": job.stat(), "files": [f.stat() for f in job.iterdir()],
+                "cat": as_nobody("cat", str(job / "transformer.py")).returncode,
+                "list": as_nobody("ls", str(root)).returncode}
+
+    seen = while_a_case_runs(module_with(tmp_path / "sub", extra=SLOW_CASE), observe)
+    assert seen, "no job folder was seen"
+    assert seen["job"].st_uid in isolation.UID_RANGE and seen["job"].st_mode & 0o777 == 0o700
+    assert all(f.st_mode & 0o777 == 0o600 and f.st_uid == seen["job"].st_uid
+               for f in seen["files"])
+    assert root.stat().st_mode & 0o777 == 0o711
+    assert seen["cat"] != 0 and seen["list"] != 0
+    lock = isolation.LOCK_FOLDERS[0]
+    assert lock.stat().st_uid == 0 and lock.stat().st_mode & 0o777 == 0o700
+    assert as_nobody("ls", str(lock)).returncode != 0
+    assert as_nobody("cat", "/etc/hostname").returncode == 0  # the user itself works
 
 
 def test_job_folders_of_dead_graders_are_swept(tmp_path, monkeypatch):
@@ -924,3 +940,56 @@ def record(init, calls: list):
         calls.append(args)
         init(self, *args, **kwargs)
     return recording
+
+
+@needs_sandbox
+@pytest.mark.skipif(cgroups.hierarchy() is None or len(cgroups.hierarchy().bases) < 3,
+                    reason=f"not every cgroup controller here: {cgroups.missing()}")
+def test_a_worker_and_its_children_share_one_limited_cgroup(tmp_path):
+    """Memory (children and shared memory counted), tasks and a CPU quota of `threads`
+    cores, written before the worker joins; its children are born in it."""
+    limits = Limits(threads=1, memory=768 << 20, processes=48)
+    folder = module_with(tmp_path / "sub", extra="import subprocess\n_sleeper = subprocess."
+                         "Popen(['sleep', '30'])\n" + SLOW_CASE)
+
+    def settings():
+        """The group's limits once the worker and its `sleep` are in every folder of it."""
+        folders = {f for _, base in cgroups.hierarchy().bases
+                   for f in base.glob(f"grader-{os.getpid()}-*")}
+        if not folders or any(len((f / "cgroup.procs").read_text().split()) < 2
+                              for f in folders):
+            return None
+        return {f.name: f.read_text().split() for folder in folders for f in folder.iterdir()
+                if f.name in ("memory.limit_in_bytes", "memory.max", "pids.max",
+                              "cpu.cfs_quota_us", "cpu.max")}
+
+    found = while_a_case_runs(folder, settings, limits)
+    assert found, "the worker and its child were never both in their group"
+    assert (found.get("memory.limit_in_bytes") or found["memory.max"]) == [str(768 << 20)]
+    assert found["pids.max"] == ["48"]
+    assert found.get("cpu.cfs_quota_us", found.get("cpu.max", [""])[:1]) == [str(PERIOD)]
+
+
+PERIOD = cgroups.PERIOD_US
+
+
+@pytest.mark.skipif(cgroups.hierarchy() is None or cgroups.hierarchy().base("cpu") is None,
+                    reason="no cpu cgroup here")
+def test_the_cpu_quota_holds_a_busy_process_to_its_share():
+    """A busy process in a group of 0.05 cores gets no more than that (an upper bound: a
+    loaded machine only gives it less)."""
+    group = cgroups.Cgroup(256 << 20, 16, 0.05)
+    busy = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\n"
+                             "while time.time() - t < 2: pass"])
+    try:
+        group.add(busy.pid)
+        started = time.monotonic()
+        before = os.times()
+        busy.wait()
+        after = os.times()
+    finally:
+        group.kill()
+        group.remove()
+    used = after.children_user + after.children_system - before.children_user - \
+        before.children_system
+    assert used / (time.monotonic() - started) < 0.2
