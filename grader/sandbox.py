@@ -189,7 +189,10 @@ def run_worker(assignment, source, jobs, device, limits, kind, budget_end, settl
         return len(jobs)
     worker = Worker(mode, kind, limits)
     try:
-        worker.start(assignment, source, jobs, device)
+        try:
+            worker.start(assignment, source, jobs, device)
+        except OSError as exc:  # a full disk, a worker gone before it was placed
+            raise isolation.Unavailable(f"could not start the worker ({exc})") from None
         return worker.collect(jobs, budget_end, settle)
     except isolation.Unavailable as exc:
         for case, _ in jobs:

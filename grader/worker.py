@@ -40,6 +40,7 @@ def forked(config, fd: int) -> None:
 
 
 def serve(config, channel) -> None:
+    """Check isolation, then run the job (`run`); every reply is one frame on `channel`."""
     import torch
     from grader import sandbox
     from grader.worker_protocol import encode

@@ -68,38 +68,20 @@ class Zygote:
     """A started zygote and the grader's end of its control socket."""
 
     def __init__(self, key: Key, reusable: bool):
-        from grader import isolation, seccomp
+        from grader import isolation
         self.key, self.reusable = key, reusable
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
-               "PYTHONHASHSEED": "0"}
-        if key.threads:
-            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-                env[name] = str(key.threads)
-        config = {"fd": theirs.fileno(), "load_seccomp": key.mode == "container" and key.filtered,
-                  "temporary": isolation.SHARED_TMP if key.mode == "container" else
-                  ["/tmp", "/dev/shm"]}
-        command = [sys.executable, "-I", "-c", BOOT, PACKAGES, json.dumps(config)]
-        keep, bpf = [theirs.fileno()], None
-        if key.mode == "namespace":
-            if key.filtered:
-                bpf = tempfile.TemporaryFile()
-                bpf.write(seccomp.compiled())
-                bpf.seek(0)
-                keep.append(bpf.fileno())
-            prefix = isolation.bwrap_command(isolation.jobs_root(), key.device, key,
-                                             bpf.fileno() if bpf else None)
-            for name, value in env.items():
-                prefix += ["--setenv", name, value]
-            command = prefix + ["--"] + command
         self.stderr = tempfile.TemporaryFile()
+        bpf = self.filter_file()
+        keep = [theirs.fileno()] + ([bpf.fileno()] if bpf else [])
         try:
             # Started from one long-lived thread: bubblewrap's --die-with-parent follows the
             # thread that started it, and a pool thread may end while the zygote is in use.
             self.proc = SPAWNER.submit(
-                subprocess.Popen, command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=self.stderr, env=env, close_fds=True, pass_fds=keep,
-                start_new_session=True, cwd=isolation.jobs_root()).result()
+                subprocess.Popen, self.command(theirs.fileno(), bpf), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=self.stderr, env=self.environment(),
+                close_fds=True, pass_fds=keep, start_new_session=True,
+                cwd=isolation.jobs_root()).result()
         except OSError as exc:
             raise isolation.Unavailable(f"could not start the worker ({exc.strerror})") from None
         finally:
@@ -110,6 +92,40 @@ class Zygote:
             self.request(None, START_TIME)
         except Failed:
             raise isolation.Unavailable(self.why_not_started()) from None
+
+    def environment(self) -> dict:
+        """All the zygote (and so every worker) gets: nothing of the grader's."""
+        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8",
+               "PYTHONHASHSEED": "0"}
+        if self.key.threads:
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+                env[name] = str(self.key.threads)
+        return env
+
+    def filter_file(self):
+        """Namespace mode: the compiled seccomp filter in an unnamed file, for bubblewrap."""
+        from grader import seccomp
+        if self.key.mode != "namespace" or not self.key.filtered:
+            return None
+        bpf = tempfile.TemporaryFile()
+        bpf.write(seccomp.compiled())
+        bpf.seek(0)
+        return bpf
+
+    def command(self, fd: int, bpf) -> list[str]:
+        """`python -I` running this module (in bubblewrap's sandbox in namespace mode)."""
+        from grader import isolation
+        container = self.key.mode == "container"
+        config = {"fd": fd, "load_seccomp": container and self.key.filtered,
+                  "temporary": isolation.SHARED_TMP if container else ["/tmp", "/dev/shm"]}
+        command = [sys.executable, "-I", "-c", BOOT, PACKAGES, json.dumps(config)]
+        if self.key.mode != "namespace":
+            return command
+        prefix = isolation.bwrap_command(isolation.jobs_root(), self.key.device, self.key,
+                                         bpf.fileno() if bpf else None)
+        for name, value in self.environment().items():
+            prefix += ["--setenv", name, value]
+        return prefix + ["--"] + command
 
     def request(self, body, timeout: float, fds=()) -> dict:
         """Send one request (None: only read) and return the zygote's answer."""
