@@ -231,14 +231,15 @@ class Worker:
                 self.cgroup = None  # named by missing_limits() when it is the host's doing
         config = self.config(assignment, jobs, device, uid)
         self.channel, theirs = socket.socketpair()
-        self.channel.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        if hasattr(socket, "SO_PASSCRED"):
+            self.channel.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         try:
-            self.zygote.fork(config, theirs)
+            seen_by_zygote = self.zygote.fork(config, theirs)
         except zygote.Failed as exc:
             raise isolation.Unavailable(f"the zygote failed ({exc})") from None
         finally:
             theirs.close()  # only the worker holds its end: EOF means it is gone
-        self.pid = self.hello(time.monotonic() + limits.import_time)
+        self.pid = self.hello(time.monotonic() + limits.import_time) or seen_by_zygote
         if self.cgroup:
             self.cgroup.add(self.pid)
         self.channel.sendall(b"G")
@@ -274,23 +275,29 @@ class Worker:
                 "nproc": uid is not None and not pids_cgroup, "output_bytes": limits.output,
                 "suite_file": assignment in EXTRA_SUITES, "uid": uid, "secure": self.mode.secure,
                 "sandbox": name, "job": inside, "forbidden": forbidden,
-                "grader_pid_namespace": os.readlink("/proc/self/ns/pid"),
+                "grader_pid_namespace": os.readlink("/proc/self/ns/pid") if
+                os.path.exists("/proc/self/ns/pid") else None,
                 "seccomp": self.mode.secure and seccomp.missing() is None,
                 "env": {"HOME": "/tmp"} if name == "namespace" else
                 {"HOME": inside, "TMPDIR": inside},
                 "cwd": "/tmp" if name == "namespace" else inside}
 
-    def hello(self, deadline: float) -> int:
+    def hello(self, deadline: float) -> int | None:
         """The worker's pid as this process sees it (the kernel translates it across PID
-        namespaces), from the credentials of its first message."""
+        namespaces), from the credentials of its first message; None where the system has
+        no such credentials (limits only, not Linux: the zygote's pid is the same)."""
         if not select.select([self.channel], [], [], max(0.0, deadline - time.monotonic()))[0]:
             raise isolation.Unavailable("the worker did not start")
         size = socket.CMSG_SPACE(struct.calcsize("3i"))
-        _, ancillary, _, _ = self.channel.recvmsg(1, size)
+        greeting, ancillary, _, _ = self.channel.recvmsg(1, size)
+        if greeting != b"H":
+            raise isolation.Unavailable("the worker did not start")
         for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            if level == socket.SOL_SOCKET and kind == getattr(socket, "SCM_CREDENTIALS", None):
                 return struct.unpack("3i", data[:struct.calcsize("3i")])[0]
-        raise isolation.Unavailable("the worker did not start")
+        if self.mode.name == "namespace":  # the zygote's pid would be inside its namespace
+            raise isolation.Unavailable("the worker's pid could not be learned")
+        return None
 
     def receive(self, deadline: float):
         header, payload = read_frame(self.channel, deadline, self.limits.output)

@@ -117,7 +117,8 @@ class Zygote:
         from grader import isolation
         container = self.key.mode == "container"
         config = {"fd": fd, "load_seccomp": container and self.key.filtered,
-                  "temporary": isolation.SHARED_TMP if container else ["/tmp", "/dev/shm"]}
+                  "temporary": isolation.SHARED_TMP if container else ["/tmp", "/dev/shm"],
+                  "preload": self.reusable}
         command = [sys.executable, "-I", "-c", BOOT, PACKAGES, json.dumps(config)]
         if self.key.mode != "namespace":
             return command
@@ -141,10 +142,11 @@ class Zygote:
             raise Failed("the zygote exited")
         return json.loads(data)
 
-    def fork(self, config: dict, channel: socket.socket) -> None:
-        """A new worker on `channel` (whose end the zygote and the worker alone now hold)."""
+    def fork(self, config: dict, channel: socket.socket) -> int:
+        """A new worker on `channel` (whose end the zygote and the worker alone now hold);
+        returns its pid as the zygote sees it (in namespace mode, inside its namespace)."""
         try:
-            self.request({"op": "fork", "config": config}, 30.0, [channel.fileno()])
+            return self.request({"op": "fork", "config": config}, 30.0, [channel.fileno()])["pid"]
         except Failed:
             self.stop()
             raise
@@ -253,11 +255,13 @@ def main() -> None:
     leaked = set(os.environ) - worker.ALLOWED_ENV
     if leaked:
         sys.exit(f"the zygote's environment holds {sorted(leaked)[0]}")
-    preload()
-    # What the course's own modules set while importing (offline switches) is allowed too.
-    worker.ALLOWED_ENV.update(os.environ)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of workers come back here
+    if config["preload"]:  # a zygote for one worker imports nothing: that worker does
+        preload()
+        # What the course's own modules set while importing (offline switches) is allowed.
+        worker.ALLOWED_ENV.update(os.environ)
+    if sys.platform.startswith("linux"):  # limits only may run elsewhere (a student's Mac)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)  # orphans of workers come back here
     if config["load_seccomp"]:
         from grader import seccomp
         libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
