@@ -18,6 +18,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -215,7 +216,7 @@ def remove_traces(uid: int, wait: float = 10.0) -> None:
             break
         for pid in left:
             try:
-                os.kill(pid, 9)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.005)
