@@ -1,7 +1,8 @@
 """Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,audit,mutant}
 
 Every command prints one clear line and exits 2 on bad input; `grade` exits 0 whenever
-grading completed, whatever the score.
+grading completed, whatever the score, and 3 (writing no results) when no sandbox can run
+student code here: a staff problem, never a score.
 """
 import argparse
 from dataclasses import replace
@@ -79,7 +80,7 @@ def progress_bar(total: int, label: str):
 def cmd_grade(args) -> int:
     from grader import report
     from grader.grade import checked_setup, grade, grade_outputs
-    from grader.sandbox import Limits
+    from grader.sandbox import Limits, NoSandbox, require_sandbox
     from grader.suites import available
     names = [args.assignment] if args.assignment != "all" else [
         a for a in available() if (paths.ASSIGNMENTS / f"{a}.py").is_file()]
@@ -91,6 +92,8 @@ def cmd_grade(args) -> int:
                       not args.no_training)
         shown.update({case if len(names) == 1 else f"{name}/{case}": value for case, value
                       in report.visibility_of(name, args.visibility).items()})
+    if not args.outputs:
+        require_sandbox(Limits(insecure=True if args.insecure else None))
     results = []
     for name in names:
         if args.outputs:
@@ -108,6 +111,11 @@ def cmd_grade(args) -> int:
             bar.close()
             note = f"{args.impl}, {graded.fixture_set} set, {device_name(args.device)}"
         results.append((graded, note))
+    if any(v.message.startswith("sandbox unavailable") for g, _ in results for v in g.verdicts):
+        raise NoSandbox("sandbox unavailable while grading: "
+                        + next(v.message for g, _ in results for v in g.verdicts
+                               if v.message.startswith("sandbox unavailable"))
+                        + ". No results were written")
     if args.results:  # written first: a failure printing the table never loses it
         # One results.json for everything graded; names carry the assignment when several.
         graded_all = [g for g, _ in results]
@@ -279,7 +287,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
     s.add_argument("--case-time", type=float, help="cap every case's time limit (seconds)")
     s.add_argument("--submission-time", type=float,
-                   help="total seconds per submission (default 600 without training)")
+                   help="total seconds per submission (default: half the sum of its cases' "
+                        "time limits, plus 60)")
     s.add_argument("--insecure", action="store_true",
                    help="run without the sandbox, limits only (never for real grading)")
     s.add_argument("--scheduler", metavar="ADDRESS",
@@ -328,12 +337,16 @@ def main(argv=None) -> int:
     from grader.cluster import ClusterError
     from grader.grade import GradingError
     from grader.roster import RosterError
+    from grader.sandbox import NoSandbox
     try:
         return args.run(args)
     except (GradingError, AuthoringError, ClusterError, RosterError, ValueError,
             FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NoSandbox as exc:  # no mode can run student code: staff must fix the host
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

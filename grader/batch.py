@@ -31,9 +31,9 @@ from tqdm.auto import tqdm
 from grader import paths, report
 from grader.authoring import write_atomic
 from grader.cases import Verdict
-from grader.grade import GradingError, checked_setup, grade
+from grader.grade import checked_setup, grade
 from grader.roster import METADATA, Student, identities
-from grader.sandbox import Limits, clean_message, sandbox_mode
+from grader.sandbox import Limits, clean_message, require_sandbox
 
 
 RESERVED = ("gradebook", "lms", "report")  # ids that could collide with the batch's own files
@@ -113,9 +113,6 @@ class ClassResult:
     written: list[Path]
 
 
-DEFAULT_SUBMISSION_TIME = 600.0  # seconds per submission without training cases
-
-
 def grade_all(submissions: list[Path], assignment: str, out: Path,
               **options) -> dict[str, list[Verdict]]:
     """{submission id: verdicts} of `grade_class` (same arguments)."""
@@ -148,13 +145,10 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
     students = identities(submissions, roster, metadata)
     jobs = max(1, jobs)
     limits = replace(limits) if limits else Limits()
-    if not scheduler and sandbox_mode(limits)[1]:
-        raise GradingError(f"sandbox unavailable ({sandbox_mode(limits)[1]}): no submission "
-                           f"was graded (use --insecure only where nothing is secret)")
+    if not scheduler:  # a cluster's workers check their own sandbox
+        require_sandbox(limits)
     if not limits.threads:
         limits.threads = max(1, (os.cpu_count() or 1) // jobs)
-    if limits.submission_time is None and not training:
-        limits.submission_time = DEFAULT_SUBMISSION_TIME
     options = dict(device=device, which=setup.which, training=training, limits=limits)
     version = grader_version(assignment, options)
     items = list(zip(unique_ids(submissions), submissions))

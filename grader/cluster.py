@@ -7,6 +7,10 @@ does locally: `grader.grade.grade`, in its own sandbox, with the worker's own co
 grader and fixtures. A worker that dies mid-task costs a retry (Dask reschedules the task);
 a task that still fails is reported for its submission only.
 
+`local:N` talks TLS with throwaway credentials made for this run (a client without them is
+refused: the scheduler would otherwise run any local user's task as this user). A real
+cluster takes its TLS settings from Dask's configuration (README, Security).
+
 Dask is imported only here, and only when `--scheduler` is given.
 """
 import contextlib
@@ -56,8 +60,9 @@ def remote_grade(assignment: str, file_name: str, data: bytes, options: dict) ->
 
 def connect(scheduler: str):
     """A Dask client for `ADDRESS` (a running scheduler) or `local:N` (a LocalCluster of N
-    single-threaded worker processes on this machine)."""
+    single-threaded worker processes on this machine, over TLS with throwaway credentials)."""
     from dask.distributed import Client, LocalCluster
+    from distributed.security import Security
     if scheduler.startswith("local:"):
         try:
             workers = int(scheduler.split(":", 1)[1])
@@ -65,12 +70,14 @@ def connect(scheduler: str):
             raise ClusterError(f"--scheduler {scheduler}: use local:N with a whole number N")
         if workers < 1:
             raise ClusterError(f"--scheduler {scheduler}: N must be at least 1")
+        security = Security.temporary()  # a fresh key and certificate, in memory only
         with ctrl_c_ignored():  # the worker processes inherit it
             # Errors only: the client reports each submission's failure itself, and a
             # shutdown after Ctrl-C would log a warning per cancelled task.
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
-        return Client(cluster), cluster
+                                   dashboard_address=None, silence_logs=logging.ERROR,
+                                   protocol="tls://", security=security)
+        return Client(cluster, security=security), cluster
     try:
         return Client(scheduler, timeout="20s"), None
     except (OSError, TimeoutError) as exc:

@@ -1,7 +1,7 @@
 """The grading pipeline: fixture inputs -> sandboxed student code -> judged in the parent."""
 import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -9,7 +9,7 @@ import torch
 from grader import intake, paths
 from grader.cases import Verdict, describe, judge, only_tensors
 from grader.sandbox import (Limits, clean_message, decode_outputs_file, run_cases,
-                            sandbox_mode)
+                            sandbox_mode, submission_budget)
 from grader.suites import load_suite
 
 
@@ -146,20 +146,24 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
           which: str = "auto", cases=None, training: bool = True,
           limits: Limits | None = None, progress=None) -> Graded:
     """Execute mode: run the student's module on fixture inputs in the sandbox, then judge
-    each case as its reply arrives (its outputs are dropped once judged)."""
+    each case as its reply arrives (its outputs are dropped once judged). Without a
+    `limits.submission_time`, the submission's budget is `submission_budget` of its cases."""
     started = time.monotonic()
-    # Workers are fresh interpreters in their own sandbox: loading fixtures here leaks nothing.
+    # Workers are forked from zygotes that never see fixtures: loading them here leaks nothing.
     setup = checked_setup(assignment, which, cases, training)
     chosen, which, inputs, expected = setup.cases, setup.which, setup.inputs, setup.expected
     submission = resolve_impl(impl)
     limits = limits or Limits()
-    notes = [note for note in [sandbox_mode(limits)[2]] if note]
+    if limits.submission_time is None:
+        limits = replace(limits, submission_time=submission_budget(chosen, limits))
+    notes = list(sandbox_mode(limits).notes)
     with intake.workspace() as tmp:
         try:
             folder, refused = intake.locate(submission, assignment, Path(tmp))
         except intake.SubmissionError as exc:
-            verdicts = [Verdict(c.name, 0.0, c.points, False, str(exc)) for c in chosen]
-            return Graded(assignment, verdicts, time.monotonic() - started, which, [str(exc)])
+            reason = clean_message(exc)
+            verdicts = [Verdict(c.name, 0.0, c.points, False, reason) for c in chosen]
+            return Graded(assignment, verdicts, time.monotonic() - started, which, [reason])
         module = folder / f"{assignment}.py"
 
         def judged(case, result):
@@ -176,8 +180,11 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
                         progress=progress, on_result=judged)
     verdicts = [ran[case.name] for case in chosen]
     if refused:
-        notes.append(clean_message(f"refused unsafe zip entries: {', '.join(refused)}"))
-    return Graded(assignment, verdicts, time.monotonic() - started, which, notes)
+        notes.append(f"refused unsafe zip entries: {', '.join(refused)}")
+    # Messages can quote what the student's code raised or returned: cleaned once more here.
+    verdicts = [replace(v, message=clean_message(v.message)) for v in verdicts]
+    return Graded(assignment, verdicts, time.monotonic() - started, which,
+                  [clean_message(note) for note in notes])
 
 
 def judge_result(assignment, case, result, fixture, device, limits, module) -> Verdict:
@@ -296,7 +303,7 @@ def outputs_bytes(path: Path, cap: int) -> tuple[bytes | None, str | None]:
         if path.stat().st_size > cap:
             return None, too_big
         return path.read_bytes(), None
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+    except Exception as exc:  # noqa: BLE001 - zipfile raises many kinds; each is one line
         return None, f"the outputs file could not be read ({type(exc).__name__})"
 
 

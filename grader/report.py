@@ -9,6 +9,7 @@ from pathlib import Path
 
 from grader.authoring import write_atomic
 from grader.cases import Verdict
+from grader.sandbox import clean_message
 
 WIDTH = {"case": 28, "points": 11, "status": 6, "error": 20}
 
@@ -35,7 +36,8 @@ def table(assignment: str, verdicts: list[Verdict], seconds: float, note: str = 
     for v in verdicts:
         status = v.status
         row = (f"{v.name:<{WIDTH['case']}} {v.points:>5g} / {v.max_points:<3g}  "
-               f"{status:<{WIDTH['status']}} {fmt_error(v):<{WIDTH['error']}} {v.message}")
+               f"{status:<{WIDTH['status']}} {fmt_error(v):<{WIDTH['error']}} "
+               f"{clean_message(v.message)}")
         lines.append(row if len(row) <= columns or not tty else row[: columns - 1] + "…")
     score, total = sum(v.points for v in verdicts), sum(v.max_points for v in verdicts)
     lines.append("-" * min(len(head) + 30, columns))
@@ -45,6 +47,8 @@ def table(assignment: str, verdicts: list[Verdict], seconds: float, note: str = 
 
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's
+MAX_NOTES = 20  # notes in results.json's output; each, like each test's output, is one
+# cleaned line of at most 500 characters, so the file stays far below Gradescope's 1 MB
 
 
 def visibility_of(assignment: str, override: str | None = None) -> dict[str, str]:
@@ -79,23 +83,26 @@ def visibility_of(assignment: str, override: str | None = None) -> dict[str, str
 
 def results(verdicts: list[Verdict], seconds: float, notes: list[str] = (),
             visibility: dict[str, str] | None = None) -> dict:
-    """Gradescope's results.json: valid whatever happened, including all-failed.
+    """Gradescope's results.json: valid whatever happened, including all-failed. Every text
+    is plain (output_format "text"), one line, without escapes or markup.
 
     `visibility`: {case name: Gradescope visibility} (see `visibility_of`); unnamed cases,
     and the results as a whole, are "visible"."""
     visibility = visibility or {}
     tests = []
     for number, v in enumerate(verdicts, start=1):
-        output = v.message or "passed"
+        output = clean_message(v.message) or "passed"
         if v.error is not None:
             output += (f" ({v.measure} {v.error:.4f})" if v.measure != "error"
                        else f" (scaled error {v.error:.2e}, tolerance {v.tol:.0e})")
-        tests.append({"name": v.name, "number": str(number), "score": v.points,
+        tests.append({"name": clean_message(v.name), "number": str(number), "score": v.points,
                       "max_score": v.max_points, "status": "passed" if v.passed else "failed",
-                      "output": output, "visibility": visibility.get(v.name, "visible")})
+                      "output": output, "output_format": "text",
+                      "visibility": visibility.get(v.name, "visible")})
+    summary = [f"{sum(v.passed for v in verdicts)} of {len(verdicts)} cases passed",
+               *(clean_message(note) for note in notes[:MAX_NOTES])]
     return {"score": sum(v.points for v in verdicts), "execution_time": round(seconds, 3),
-            "output": "; ".join([f"{sum(v.passed for v in verdicts)} of {len(verdicts)} "
-                                 "cases passed", *notes]),
+            "output": "; ".join(summary), "output_format": "text",
             "visibility": "visible", "stdout_visibility": "hidden", "tests": tests}
 
 

@@ -1,29 +1,49 @@
-"""The sandboxed worker: `python -I -c BOOT PACKAGES_DIR CONFIG_JSON` runs this module inside
-bubblewrap (see sandbox.BOOT: the grader is imported from where the parent's is).
+"""The sandboxed worker: a child of a zygote (grader/zygote.py), forked by `forked`.
 
-It imports torch and the suite, checks its isolation (forbidden paths absent, no
-capabilities, no network, nothing of the grader's environment, no descriptor but its
-channel), switches to its own uid, applies its limits, and only then compiles the module
-(from bytes, as Python reads source) and runs its jobs, one frame per reply on the channel.
+It tells the grader its pid (so the grader can move it into its cgroup), waits for the go,
+then checks its isolation: switches to its own uid, closes every descriptor but its
+channel, and checks what its mode promises (namespace mode: forbidden paths absent, its
+own PID namespace, only `lo`; container mode: forbidden paths unreadable, network sockets
+refused; both: no capabilities, the seccomp filter loaded, nothing of the grader's
+environment). Only then does it apply its limits, compile the module (from bytes, as
+Python reads source) and run its jobs, one frame per reply on the channel.
 """
 import errno
-import json
 import os
 import resource
 import signal
 import socket
+import struct
 import sys
 import traceback
 
 ALLOWED_ENV = {"PATH", "HOME", "LANG", "LC_ALL", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-               "PYTHONHASHSEED", "TMPDIR", "CUDA_VISIBLE_DEVICES", "PWD"}
+               "OPENBLAS_NUM_THREADS", "PYTHONHASHSEED", "TMPDIR", "CUDA_VISIBLE_DEVICES",
+               "PWD"}
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_DUMPABLE = 4
+NAME_CAP = 100  # characters of a type name in a message (a type may be named by the megabyte)
 
 
-def main() -> None:
-    config = json.loads(sys.argv[-1])
-    channel = socket.socket(fileno=config["fd"])
+def forked(config, fd: int) -> None:
+    """In a fresh child of the zygote: say who we are, wait for the go, work, exit (never
+    runs the zygote's code again, nor any exit hook a submission may register)."""
+    try:
+        os.setsid()  # nothing of the zygote's session or terminal
+        channel = socket.socket(fileno=fd)
+        if hasattr(socket, "SCM_CREDENTIALS"):  # Linux: the kernel vouches for our pid
+            credentials = struct.pack("3i", os.getpid(), os.getuid(), os.getgid())
+            channel.sendmsg([b"H"], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, credentials)])
+        else:  # limits only elsewhere: the zygote's answer has our pid
+            channel.send(b"H")
+        if channel.recv(1) == b"G":  # the grader has moved us into our cgroup
+            serve(dict(config, fd=fd), channel)
+    finally:
+        os._exit(0)
+
+
+def serve(config, channel) -> None:
+    """Check isolation, then run the job (`run`); every reply is one frame on `channel`."""
     import torch
     from grader import sandbox
     from grader.worker_protocol import encode
@@ -42,9 +62,9 @@ def main() -> None:
         run(config, send, sandbox, torch)
     except Exception as exc:  # noqa: BLE001 - a grader bug, said in one line
         where = traceback.extract_tb(exc.__traceback__)[-1]
+        place = f"{os.path.basename(where.filename)}:{where.lineno}"
         send({"status": "error", "message": f"grader worker error: {type(exc).__name__}: "
-                                            f"{exc} ({os.path.basename(where.filename)}:"
-                                            f"{where.lineno})"[:400]})
+                                            f"{str(exc)[:200]} ({place})"})
 
 
 def run(config, send, sandbox, torch) -> None:
@@ -126,38 +146,28 @@ def isolate(config) -> str | None:
                 pass
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
+    os.environ.update(config["env"])
+    os.chdir(config["cwd"])
     if not config["secure"]:
         quiet(null)
         return None
-    uid = config.get("uid")
-    try:
-        if uid is not None and os.getuid() == 0:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)  # clears every capability
-        import ctypes
-        libc = ctypes.CDLL(None)
-        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-        # Changing uid made us non-dumpable, which hides our own /proc/self files from us;
-        # only our own uid (this run's alone) could trace us.
-        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-    except OSError as exc:
-        return f"could not switch to the sandbox uid ({exc.strerror})"
-    status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+    problem = switch_uid(config.get("uid"))
+    if problem:
+        return problem
+    with open("/proc/self/status") as f:
+        status = dict(line.split(":", 1) for line in f if ":" in line)
     for cap in ("CapEff", "CapPrm", "CapAmb"):
         if int(status[cap].strip(), 16) != 0:
             return f"the worker still holds capabilities ({cap} {status[cap].strip()})"
+    uid = config.get("uid")
     if uid is not None and int(status["Uid"].split()[0]) != uid:
         return "the worker did not get its own uid"
-    if os.getppid() != 1 or os.getpid() > 10:
-        return "no private PID namespace"
-    visible = [p for p in config["forbidden"] if os.path.lexists(p)]
-    if visible:
-        return f"the worker can see {visible[0]}"
-    with open("/proc/net/dev") as f:
-        interfaces = [line.split(":")[0].strip() for line in f.readlines()[2:]]
-    if interfaces != ["lo"]:
-        return f"the worker has network interfaces {interfaces}"
+    if config["seccomp"] and status.get("Seccomp", "").strip() != "2":
+        return "the seccomp filter is not loaded"
+    problem = check_namespaces(config) if config["sandbox"] == "namespace" else \
+        check_container(config)
+    if problem:
+        return problem
     leaked = set(os.environ) - ALLOWED_ENV
     if leaked:
         return f"the worker's environment holds {sorted(leaked)[0]}"
@@ -166,6 +176,50 @@ def isolate(config) -> str | None:
         return f"the worker inherited descriptors {fds}"
     quiet(null)
     return None
+
+
+def switch_uid(uid) -> str | None:
+    """As root: become `uid` for good (every capability goes); then no new privileges."""
+    try:
+        if uid is not None and os.getuid() == 0:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        # Changing uid made us non-dumpable, which hides our own /proc/self files from us;
+        # only our own uid (this run's alone) could trace us, and ptrace is refused anyway.
+        libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    except OSError as exc:
+        return f"could not switch to the sandbox uid ({exc.strerror})"
+    return None
+
+
+def check_namespaces(config) -> str | None:
+    """Namespace mode: a PID namespace of our own, the forbidden paths absent, only `lo`."""
+    if os.readlink("/proc/self/ns/pid") == config["grader_pid_namespace"]:
+        return "no private PID namespace"
+    visible = [p for p in config["forbidden"] if os.path.lexists(p)]
+    if visible:
+        return f"the worker can see {visible[0]}"
+    with open("/proc/net/dev") as f:
+        interfaces = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    if interfaces != ["lo"]:
+        return f"the worker has network interfaces {interfaces}"
+    return None
+
+
+def check_container(config) -> str | None:
+    """Container mode: the forbidden paths unreadable, network sockets refused."""
+    readable = [p for p in config["forbidden"] if os.access(p, os.R_OK)]
+    if readable:
+        return f"the worker can read {readable[0]}"
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+    except PermissionError:
+        return None
+    return "the worker can open network sockets"
 
 
 def is_open(fd: int) -> bool:
@@ -210,8 +264,8 @@ def apply_limits(config, torch) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_CPU, (config["cpu_seconds"],) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
-    if config.get("uid") is not None and config["secure"]:
-        # Counted per uid, and the uid is this run's alone: processes and threads together.
+    if config["nproc"]:
+        # Without a pids cgroup: counted per uid, and the uid is this run's alone.
         resource.setrlimit(resource.RLIMIT_NPROC, (config["processes"],) * 2)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -295,7 +349,8 @@ def error_line(exc, module_path) -> str:
     except BaseException:  # noqa: BLE001 - an exception whose __str__ raises
         text = ""
     text = text.splitlines()[0][:300] if text else ""
-    line = f"{type(exc).__name__}{where}: {text}" if text else f"{type(exc).__name__}{where}"
+    name = type(exc).__name__[:NAME_CAP]
+    line = f"{name}{where}: {text}" if text else f"{name}{where}"
     return line + cause_of(exc, text)
 
 
@@ -309,8 +364,3 @@ def cause_of(exc, text: str) -> str:
     return ""
 
 
-if __name__ == "__main__":
-    main()
-    # Exit without running atexit hooks or finalizers a submission may have registered.
-    sys.stdout.flush() if sys.stdout else None
-    os._exit(0)

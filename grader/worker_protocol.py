@@ -18,7 +18,9 @@ MAGIC = b"GRD1"
 FRAME = struct.Struct("<4sII")  # magic, header bytes, payload bytes
 MAX_HEADER = 1 << 20            # JSON header bytes of one frame (structure, not data)
 MAX_NODES = 200_000             # containers and leaves in one frame
+MAX_DEPTH = 32                  # containers nested in one value
 MAX_DIMS = 16
+MAX_ELEMENTS = 1 << 40          # bound on a shape's product, every dimension counted as >= 1
 DTYPES = {name: getattr(torch, name) for name in (
     "bool", "uint8", "int8", "int16", "int32", "int64", "float16", "bfloat16", "float32",
     "float64", "complex64", "complex128")}
@@ -44,10 +46,12 @@ def encode(body, max_bytes: int) -> bytes:
     """One frame holding `body`: tensors, None/bool/int/float/str, dict, list and tuple."""
     chunks, state = [], {"bytes": 0, "nodes": 0}
 
-    def walk(value):
+    def walk(value, depth=0):
         state["nodes"] += 1
         if state["nodes"] > MAX_NODES:
             raise WireError(f"more than {MAX_NODES} values in one reply")
+        if depth > MAX_DEPTH:
+            raise WireError(f"a structure nested more than {MAX_DEPTH} deep")
         if type(value) is torch.Tensor:
             return tensor_node(value)
         if value is None or type(value) in (bool, int, str):
@@ -55,12 +59,12 @@ def encode(body, max_bytes: int) -> bytes:
         if type(value) is float:
             return value if math.isfinite(value) else {"$f": repr(value)}
         if type(value) is dict:
-            return {"$d": [[walk(k), walk(v)] for k, v in value.items()]}
+            return {"$d": [[walk(k, depth + 1), walk(v, depth + 1)] for k, v in value.items()]}
         if type(value) is tuple:
-            return {"$tu": [walk(v) for v in value]}
+            return {"$tu": [walk(v, depth + 1) for v in value]}
         if type(value) is list:
-            return [walk(v) for v in value]
-        raise WireError(f"a {type(value).__name__} is not plain tensors")
+            return [walk(v, depth + 1) for v in value]
+        raise WireError(f"a {type(value).__name__[:100]} is not plain tensors")
 
     def tensor_node(t):
         dtype = str(t.dtype).removeprefix("torch.")
@@ -90,11 +94,37 @@ def encode(body, max_bytes: int) -> bytes:
 # ---------------------------------------------------------------------------------------
 
 def decode(header: bytes, payload: bytearray):
-    """The value of one frame, rebuilt from its JSON header and raw payload."""
+    """The value of one frame, rebuilt from its JSON header and raw payload. Anything
+    malformed, however it fails, is a WireError (the case's fault, never the grader's)."""
+    try:
+        return decode_checked(header, payload)
+    except WireError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - RecursionError, MemoryError, torch's own checks
+        raise WireError(f"malformed reply ({type(exc).__name__})") from None
+
+
+def json_depth(tree) -> int:
+    """How deeply a parsed JSON value nests, measured without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if type(node) is list:
+            stack += [(v, depth + 1) for v in node]
+        elif type(node) is dict:
+            stack += [(v, depth + 1) for v in node.values()]
+    return deepest
+
+
+def decode_checked(header: bytes, payload: bytearray):
     try:
         meta = json.loads(header.decode("utf-8"))
     except (ValueError, RecursionError) as exc:
         raise WireError(f"malformed reply header ({type(exc).__name__})") from None
+    # A dict is three JSON levels ({"$d": [[k, v]]}): beyond that, refuse before walking.
+    if json_depth(meta) > 3 * MAX_DEPTH + 4:
+        raise WireError(f"a structure nested more than {MAX_DEPTH} deep")
     sizes = meta.get("sizes") if type(meta) is dict else None
     if type(sizes) is not list or not all(type(s) is int and s >= 0 for s in sizes) \
             or sum(sizes) != len(payload):
@@ -136,7 +166,9 @@ def decode(header: bytes, payload: bytearray):
         if type(index) is not int or not 0 <= index < len(sizes) or dtype is None:
             raise WireError("malformed reply tensor")
         if type(shape) is not list or len(shape) > MAX_DIMS or \
-                not all(type(d) is int and d >= 0 for d in shape):
+                not all(type(d) is int and 0 <= d <= MAX_ELEMENTS for d in shape):
+            raise WireError("malformed reply tensor shape")
+        if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:  # e.g. [2**62, 2**62, 0]
             raise WireError("malformed reply tensor shape")
         numel = math.prod(shape)
         itemsize = torch.empty((), dtype=dtype).element_size()

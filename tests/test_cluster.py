@@ -94,3 +94,24 @@ def test_a_bad_scheduler_address_is_one_line():
               "--scheduler", "local:two", "--out", "/tmp/never-written")
     assert run.returncode == 2 and run.stderr.strip().count("\n") == 0
     assert "local:N" in run.stderr
+
+
+def test_the_local_scheduler_refuses_clients_without_its_credentials():
+    """`local:N` speaks TLS with credentials made for this run: a plain client, a client
+    with TLS credentials of its own, and a raw TCP connection are all refused."""
+    from distributed import Client
+    from distributed.security import Security
+    from grader.cluster import connect
+    client, cluster = connect("local:1")
+    try:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        assert client.submit(sum, [40, 2]).result(timeout=60) == 42  # ours gets in
+        for attempt in (dict(), dict(security=Security.temporary())):
+            with pytest.raises(Exception):
+                Client(address, timeout="5s", **attempt).close()
+        with pytest.raises(Exception):
+            Client(address.replace("tls://", "tcp://"), timeout="5s").close()
+    finally:
+        client.close()
+        cluster.close()

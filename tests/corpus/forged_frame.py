@@ -1,5 +1,7 @@
-# Forge a reply frame that claims a huge tensor in a few bytes (a "decompression bomb" of
-# the wire format): the sizes must be checked against the bytes actually sent.
+# Forge reply frames on the worker's channel: one claiming a huge tensor in a few bytes (a
+# "decompression bomb" of the wire format: sizes must be checked against the bytes actually
+# sent), and one whose empty tensor has the shape [2**62, 2**62, 0] (torch's storage size
+# arithmetic overflows if the grader ever builds it).
 import json
 import os
 import stat
@@ -8,11 +10,20 @@ import time
 
 
 def sinusoidal_positions(num_positions, d_model):
+    _forge("positions/sinusoidal", [1 << 20, 1 << 20], 16)
+
+
+def scaled_dot_product_two_loop_single(q, k, v):
+    _forge("attention/two_loop_single", [2 ** 62, 2 ** 62, 0], 0)
+
+
+def _forge(case, shape, payload):
     channel = next(fd for fd in range(3, 64) if _is_socket(fd))
-    huge = {"$t": 0, "dtype": "float32", "shape": [1 << 20, 1 << 20]}
-    tree = {"$d": [["case", "positions/sinusoidal"], ["status", "ok"], ["outputs", huge]]}
-    header = json.dumps({"tree": tree, "sizes": [16]}).encode()
-    os.write(channel, b"GRD1" + struct.pack("<II", len(header), 16) + header + b"\0" * 16)
+    claim = {"$t": 0, "dtype": "float32", "shape": shape}
+    tree = {"$d": [["case", case], ["status", "ok"], ["outputs", claim]]}
+    header = json.dumps({"tree": tree, "sizes": [payload]}).encode()
+    os.write(channel, b"GRD1" + struct.pack("<II", len(header), payload) + header
+             + b"\0" * payload)
     time.sleep(60)
 
 
