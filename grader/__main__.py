@@ -123,10 +123,10 @@ def cmd_grade(args) -> int:
                     for g in graded_all for v in g.verdicts]
         report.write_results(Path(args.results), report.results(
             verdicts, sum(g.seconds for g in graded_all),
-            notes=[n for g in graded_all for n in g.notes], visibility=shown))
+            notes=[n for g in graded_all for n in g.host + g.notes], visibility=shown))
     for graded, note in results:
         print(report.table(graded.assignment, graded.verdicts, graded.seconds, note))
-        for line in graded.notes:
+        for line in graded.host + graded.notes:
             print(f"note: {line}")
     results = [g for g, _ in results]
     if len(results) > 1:
@@ -214,7 +214,10 @@ def cmd_release(args) -> int:
 def cmd_audit(args) -> int:
     from grader.audit import audit, table
     from grader.authoring import solution_names
+    from grader.suites import load_suite
     names = solution_names() if args.assignment == "all" else [args.assignment]
+    for name in names:  # an unknown assignment is one line before any audit runs
+        load_suite(name)
     clean = True
     for name in names:
         result = audit(name, seeds=args.seeds, cases=args.cases)

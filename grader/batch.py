@@ -33,7 +33,7 @@ from grader.authoring import write_atomic
 from grader.cases import Verdict
 from grader.grade import checked_setup, grade
 from grader.roster import METADATA, Student, identities
-from grader.sandbox import Limits, clean_message, require_sandbox
+from grader.sandbox import Limits, clean_message, require_sandbox, sandbox_mode
 
 
 RESERVED = ("gradebook", "lms", "report")  # ids that could collide with the batch's own files
@@ -147,6 +147,7 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
     limits = replace(limits) if limits else Limits()
     if not scheduler:  # a cluster's workers check their own sandbox
         require_sandbox(limits)
+    host = [] if scheduler else sandbox_mode(limits).notes  # said in every results.json
     if not limits.threads:
         limits.threads = max(1, (os.cpu_count() or 1) // jobs)
     options = dict(device=device, which=setup.which, training=training, limits=limits)
@@ -173,7 +174,7 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
             verdicts = [Verdict(c.name, 0.0, c.points, False, failure) for c in setup.cases]
             notes = [failure]
         outcomes[sid] = Outcome(sid, sources[sid], verdicts, seconds, notes, failure)
-        write_outcome(out / sid, outcomes[sid], digests[sid], version, shown)
+        write_outcome(out / sid, outcomes[sid], digests[sid], version, shown, host)
         bar.update(1)
     bar.close()
     for sid, outcome in outcomes.items():
@@ -257,10 +258,11 @@ def submission_digest(path: Path) -> str:
 
 
 def write_outcome(folder: Path, outcome: Outcome, digest: str, version: str,
-                  visibility: dict[str, str]) -> None:
-    """results.json, then grading.json (so a crash between them means "grade it again")."""
-    data = report.results(outcome.verdicts, outcome.seconds, notes=outcome.notes,
-                          visibility=visibility)
+                  visibility: dict[str, str], host: list[str] = ()) -> None:
+    """results.json, then grading.json (so a crash between them means "grade it again").
+    `host`: how the grader ran (sandbox mode, missing limits), the same for the batch."""
+    data = report.results(outcome.verdicts, outcome.seconds,
+                          notes=[*host, *outcome.notes], visibility=visibility)
     record = {"submission_sha256": digest, "grader_version": version,
               "seconds": outcome.seconds, "notes": outcome.notes, "failure": outcome.failure,
               "verdicts": [asdict(v) for v in outcome.verdicts]}

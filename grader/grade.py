@@ -23,7 +23,8 @@ class Graded:
     verdicts: list[Verdict]
     seconds: float
     fixture_set: str
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about this submission (refused entries)
+    host: list[str] = field(default_factory=list)   # how it ran: sandbox mode, missing limits
 
     @property
     def score(self) -> float:
@@ -156,14 +157,15 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
     limits = limits or Limits()
     if limits.submission_time is None:
         limits = replace(limits, submission_time=submission_budget(chosen, limits))
-    notes = list(sandbox_mode(limits).notes)
+    host, notes = [clean_message(note) for note in sandbox_mode(limits).notes], []
     with intake.workspace() as tmp:
         try:
             folder, refused = intake.locate(submission, assignment, Path(tmp))
         except intake.SubmissionError as exc:
             reason = clean_message(exc)
             verdicts = [Verdict(c.name, 0.0, c.points, False, reason) for c in chosen]
-            return Graded(assignment, verdicts, time.monotonic() - started, which, [reason])
+            return Graded(assignment, verdicts, time.monotonic() - started, which, [reason],
+                          host)
         module = folder / f"{assignment}.py"
 
         def judged(case, result):
@@ -184,7 +186,7 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
     # Messages can quote what the student's code raised or returned: cleaned once more here.
     verdicts = [replace(v, message=clean_message(v.message)) for v in verdicts]
     return Graded(assignment, verdicts, time.monotonic() - started, which,
-                  [clean_message(note) for note in notes])
+                  [clean_message(note) for note in notes], host)
 
 
 def judge_result(assignment, case, result, fixture, device, limits, module) -> Verdict:

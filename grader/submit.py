@@ -98,7 +98,7 @@ def make_submission(assignment: str, impl: str = "assignments", out: Path | None
     submission = Submission(out or paths.SUBMISSIONS / f"{assignment}.zip", graded, left_out,
                             score_warnings(graded) + notebook_warnings(notebook, module))
     results = report.results(graded.verdicts, graded.seconds,
-                             notes=[submission.coverage, *graded.notes])
+                             notes=[submission.coverage, *graded.host, *graded.notes])
     results["extra_data"] = {"fixture_set": "public",
                              "covered": [v.name for v in graded.verdicts],
                              "left_out": [{"name": name, "points": points, "why": "training"}

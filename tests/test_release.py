@@ -117,7 +117,7 @@ def run_autograder(root: Path, **env):
                                   GRADER_ARGS="--no-training", PYTHONPATH=str(root / "source"),
                                   **env),
                          capture_output=True, text=True, timeout=600)
-    return run, json.loads(results.read_text())
+    return run, json.loads(results.read_text()) if results.is_file() else None
 
 
 @pytest.mark.parametrize("impl,score", [("solutions", MAX), ("assignments", 0)])
@@ -158,7 +158,7 @@ def test_gradescope_refuses_a_truncated_fixture_before_grading(tmp_path):
     assert run.returncode != 0
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "autograder_expected.pt cannot be read" in errors[0], run.stderr
-    assert data["score"] == 0 and data["tests"] == [] and "failed to run" in data["output"]
+    assert data is None  # no score: Gradescope shows staff an autograder failure
     assert "autograder set" not in run.stdout  # nobody was graded
 
 
