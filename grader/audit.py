@@ -15,7 +15,8 @@ from pathlib import Path
 
 from dlkit.utils import load_assignment
 from grader import paths
-from grader.authoring import case_inputs, load_variants, one_thread, run_case
+from grader.authoring import (case_inputs, expected_outputs, load_variants, one_thread, oracles,
+                              run_case)
 from grader.cases import judge
 from grader.suites import load_suite
 
@@ -68,6 +69,7 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
         equivalents = load_variants(assignment, "equivalents", Path(tmp))
         mutants = load_variants(assignment, "mutants", Path(tmp))
         reference = load_assignment(assignment, paths.SOLUTIONS)  # last: it stays imported
+        known_oracles = oracles(assignment)
         correct = {"reference": ("the reference", reference), **equivalents}
         results = [CaseAudit(c.name, c.tol) for c in chosen]
         caught_on = {m: set() for m in mutants}
@@ -75,8 +77,7 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
             base = AUDIT_BASE + number * SEED_STRIDE
             for case, row in zip(chosen, results):
                 inputs = case_inputs(case, case.seed(base))
-                expected = (case.reference(inputs) if case.reference
-                            else run_case(case, reference, inputs))
+                expected = expected_outputs(case, inputs, reference, known_oracles)
                 for name, (_, module) in correct.items():
                     verdict = judged(case, module, inputs, expected)
                     error = error_of(verdict)

@@ -49,8 +49,14 @@ class Case:
     name: "part/what" (unique in its suite). points: its weight.
     inputs(g): builds a dict of inputs from a seeded torch.Generator, on the CPU.
     call(module, inputs, device): runs the code under test, returns tensors.
-    reference(inputs): computes the expected outputs when they should not come from the
-        solution's `call` (e.g. from `torch.nn.MultiheadAttention`, or held-out labels).
+    reference(inputs): training cases only: the held-out data (and labels) the trained
+        weights are scored on, split off in the trusted parent. Expected values that should
+        not come from the solution's `call` (a formula, `torch.nn.MultiheadAttention`) are
+        the case's oracle in `solutions/<a>_oracles.py`, never part of the suite.
+    source_inputs(): the source homework's own example (e.g. modules built right after
+        `torch.manual_seed(42)`), replayed in the public set so that its printed values
+        are reproduced; the autograder set and audits build `inputs(g)`, the same
+        construction under other seeds.
     tol: tolerance on `scaled_error` (max |got - expected| over the largest |expected| of
         that output) for floating outputs; integer and bool outputs must be exact.
     min_accuracy: for training cases: `call` trains in the child and returns the model's
@@ -75,6 +81,7 @@ class Case:
     inputs: Callable[[torch.Generator], dict]
     call: Callable[[Any, dict, torch.device], Outputs]
     reference: Callable[[dict], Outputs] | None = None
+    source_inputs: Callable[[], dict] | None = None
     tol: float = 1e-5
     min_accuracy: float | None = None
     max_loss: float | None = None

@@ -2,11 +2,12 @@
 fine-tuning a frozen pretrained BERT, and its attention maps).
 
 Exact cases run in float64 with weights drawn from the case's seeded generator under the
-assignment's parameter names. Expected values come from formulas written here
-independently of the reference where one is short (scaled dot-product attention, the
-multi-head layer), from `torch.nn.TransformerEncoderLayer` with copied weights (the
-block: GELU, post-LN, key padding mask), from `transformers`' own attention maps
-(`output_attentions=True`, for `bert_attention`), and from the reference elsewhere. Correct
+assignment's parameter names. Expected values come from `solutions/bert_oracles.py`
+(instructor side only): formulas written independently of the reference where one is
+short (scaled dot-product attention, the multi-head layer), `torch.nn.TransformerEncoderLayer`
+with copied weights (the block: GELU, post-LN, key padding mask) and `transformers`' own
+attention maps (`output_attentions=True`, for `bert_attention`); from the reference
+elsewhere. Correct
 code lands around 1e-15, so TOL = 1e-8 leaves a margin of about 1e6; every known mistake
 moves an output by 1e-2 of its scale or more (`python -m grader audit bert`).
 
@@ -115,52 +116,6 @@ def key_mask(g, B: int, T: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
-# The formulas, written independently of the reference solution
-# ---------------------------------------------------------------------------------------
-
-def attention_formula(q, k, v, mask=None):
-    """(values, weights) of softmax(q k^T / sqrt(d)) v with hidden key columns."""
-    scores = torch.einsum("bhtd,bhsd->bhts", q, k) * q.shape[-1] ** -0.5
-    if mask is not None:
-        scores = scores + torch.where(mask.bool(), -math.inf, 0.0)[:, None, None, :]
-    weights = scores.softmax(dim=-1)
-    return torch.einsum("bhts,bhsd->bhtd", weights, v), weights
-
-
-def mha_formula(state: dict, x, n_heads: int, mask=None):
-    """The fused-qkv layer: row block [3d h, 3d (h + 1)) of qkv_proj is head h's q, k, v."""
-    B, T, E = x.shape
-    d = E // n_heads
-    qkv = (x @ state["qkv_proj.weight"].T + state["qkv_proj.bias"]).view(B, T, n_heads, 3, d)
-    q, k, v = (qkv[:, :, :, i].transpose(1, 2) for i in range(3))       # (B, h, T, d)
-    values, _ = attention_formula(q, k, v, mask)
-    merged = values.transpose(1, 2).reshape(B, T, E)
-    return merged @ state["o_proj.weight"].T + state["o_proj.bias"]
-
-
-def torch_encoder_layer(state: dict, embed_dim: int, n_heads: int) -> nn.Module:
-    """torch.nn.TransformerEncoderLayer (post-LN, GELU, FFN width E) with the block's
-    weights; the fused projection's per-head [q k v] rows are regrouped into torch's
-    [all q; all k; all v] layout."""
-    layer = nn.TransformerEncoderLayer(embed_dim, n_heads, dim_feedforward=embed_dim,
-                                       dropout=0.0, activation="gelu", batch_first=True,
-                                       norm_first=False, dtype=F64)
-    d = embed_dim // n_heads
-    w = state["attention.qkv_proj.weight"].view(n_heads, 3, d, embed_dim)
-    b = state["attention.qkv_proj.bias"].view(n_heads, 3, d)
-    with torch.no_grad():
-        layer.self_attn.in_proj_weight.copy_(w.transpose(0, 1).reshape(3 * embed_dim, embed_dim))
-        layer.self_attn.in_proj_bias.copy_(b.transpose(0, 1).reshape(3 * embed_dim))
-        layer.self_attn.out_proj.weight.copy_(state["attention.o_proj.weight"])
-        layer.self_attn.out_proj.bias.copy_(state["attention.o_proj.bias"])
-        for ours, theirs in (("ffn.0", "linear1"), ("ffn.2", "linear2"), ("norm1", "norm1"),
-                             ("norm2", "norm2")):
-            getattr(layer, theirs).weight.copy_(state[f"{ours}.weight"])
-            getattr(layer, theirs).bias.copy_(state[f"{ours}.bias"])
-    return layer.eval()
-
-
-# ---------------------------------------------------------------------------------------
 # Part 1. Attention, the multi-head layer, the block, BERT
 # ---------------------------------------------------------------------------------------
 
@@ -182,16 +137,6 @@ def attention_inputs(g):
             "v": randn(g, B, H, T, D, dtype=F64), "mask": key_mask(g, B, T)}
 
 
-def attention_reference(x):
-    demo = x["demo"]
-    dv, dw = attention_formula(demo["q"], demo["k"], demo["v"], demo["mask"])
-    mv, mw = attention_formula(x["q"], x["k"], x["v"], x["mask"])
-    nv, nw = attention_formula(x["q"], x["k"], x["v"])
-    return {"demo_values": dv, "demo_attention": dw, "values": mv, "attention": mw,
-            "no_mask_values": nv, "no_mask_attention": nw,
-            "bool_mask_values": mv}
-
-
 def attention_call(m, x, device):
     demo = x["demo"]
     dv, dw = m.scaled_dot_product(demo["q"], demo["k"], demo["v"], attn_drop_rate=0.0,
@@ -204,7 +149,7 @@ def attention_call(m, x, device):
 
 
 add(Case("attention/scaled_dot_product", 4, attention_inputs, attention_call,
-         reference=attention_reference, tol=TOL,
+         tol=TOL,
          properties=[Property(lambda o: bool((o["demo_attention"][..., 1] == 0).all()),
                               "the masked key column must get weight exactly 0",
                               "masked column is 0")],
@@ -242,14 +187,6 @@ def mha_inputs(g):
             "mask": key_mask(g, B, T), "one": randn(g, 1, 4, E, dtype=F64)}
 
 
-def mha_reference(x):
-    s, h = x["state"], MHA["n_heads"]
-    return {"masked": mha_formula(s, x["x"], h, x["mask"]), "no_mask": mha_formula(s, x["x"], h),
-            "batch_of_one": mha_formula(s, x["one"], h),
-            "eval_without_dropout": mha_formula(s, x["x"], h, x["mask"]),
-            "source_shape": torch.tensor([3, 2, 16])}
-
-
 def mha_call(m, x, device):
     layer = build(m, "MultiHeadAttention", MHA, x["state"], device)
     out = {"masked": layer(x["x"], x["mask"]), "no_mask": layer(x["x"]),
@@ -264,7 +201,7 @@ def mha_call(m, x, device):
     return out
 
 
-add(Case("mha/forward", 4, mha_inputs, mha_call, reference=mha_reference, tol=TOL,
+add(Case("mha/forward", 4, mha_inputs, mha_call, tol=TOL,
          hint="qkv_proj(x).reshape(B, T, heads, 3 * head_dim).permute(0, 2, 1, 3).chunk(3, -1); "
               "attention with dropout only in training mode; merge the heads; then o_proj"))
 
@@ -297,15 +234,6 @@ def block_inputs(g):
             "mask": key_mask(g, B, T)}
 
 
-def block_reference(x):
-    layer = torch_encoder_layer(x["state"], BLOCK["embed_dim"], BLOCK["n_heads"])
-    with torch.no_grad():
-        masked = layer(x["x"], src_key_padding_mask=x["mask"].bool())
-        plain = layer(x["x"])
-    return {"masked": masked, "no_mask": plain, "mask_passed_on": x["mask"],
-            "chained": layer(layer(x["x"]))}
-
-
 def block_call(m, x, device):
     block = build(m, "TransformerBlock", BLOCK, x["state"], device)
     out, mask = block((x["x"], x["mask"]))
@@ -314,8 +242,7 @@ def block_call(m, x, device):
     return {"masked": out, "no_mask": plain, "mask_passed_on": mask, "chained": chained}
 
 
-add(Case("block/vs_torch_encoder_layer", 4, block_inputs, block_call,
-         reference=block_reference, tol=TOL,
+add(Case("block/vs_torch_encoder_layer", 4, block_inputs, block_call, tol=TOL,
          hint="h = norm1(x + dropout(attention(x, mask))); out = norm2(h + ffn(h)) with "
               "ffn = Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout); return (out, mask)"))
 
@@ -659,23 +586,13 @@ def maps_inputs(g):
             "attention_mask": mask}
 
 
-def maps_reference(x):
-    bert = tiny_bert(x["bert"], "cpu")
-    with torch.no_grad():
-        masked = bert(x["ids"], token_type_ids=x["types"], attention_mask=x["attention_mask"],
-                      output_attentions=True).attentions
-        plain = bert(x["ids"], output_attentions=True).attentions
-    return {"padded_pairs": torch.stack(masked), "defaults": torch.stack(plain)}
-
-
 def maps_call(m, x, device):
     bert = tiny_bert(x["bert"], device)
     return {"padded_pairs": m.bert_attention(bert, x["ids"], x["types"], x["attention_mask"]),
             "defaults": m.bert_attention(bert, x["ids"])}
 
 
-add(Case("inside/bert_attention", 3, maps_inputs, maps_call, reference=maps_reference,
-         tol=TOL,
+add(Case("inside/bert_attention", 3, maps_inputs, maps_call, tol=TOL,
          hint="layer l's input is hidden_states[l]; q = att.query(h), k = att.key(h), split "
               "into heads (B, heads, T, d); softmax(q k^T / sqrt(d)) with padding keys at -inf"))
 
