@@ -80,6 +80,10 @@ def attention(q: torch.Tensor, k: torch.Tensor,
         (output, att_values): output (N, L_q, d_v) and the attention weights
         att_values (N, L_q, L_k). The softmax runs over the keys (the last dimension), so
         every row att_values[n, i, :] sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     assert q.shape[-1] == k.shape[-1], "queries and keys must have the same size d_k"
     # TODO: torch.bmm(q, k.transpose(-2, -1)) gives every score; scale, softmax over the keys, then bmm with v.
@@ -108,7 +112,12 @@ class SelfAttention(nn.Module):
         raise NotImplementedError("SelfAttention.__init__: not implemented yet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim)."""
+        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         # TODO: project x three times and call attention(q, k, v); drop the weights.
         raise NotImplementedError("SelfAttention.forward: not implemented yet")
 
@@ -132,6 +141,10 @@ class CrossAttention(nn.Module):
         """x: (N, L_x, x_input_dim), y: (N, L_y, y_input_dim); L_x and L_y may differ.
 
         Returns (N, L_x, output_dim): one output per query position of x.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # TODO: q from x, k and v from y, then attention.
         raise NotImplementedError("CrossAttention.forward: not implemented yet")
@@ -160,6 +173,10 @@ class MultiHeadedAttention(nn.Module):
 
         Run every head on x, concatenate their outputs along the feature dimension (head 0's
         features first), then apply linear_out.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # TODO: torch.cat([...], dim=-1) of the head outputs, then self.linear_out.
         raise NotImplementedError("MultiHeadedAttention.forward: not implemented yet")
@@ -179,6 +196,10 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor,
     Returns:
         (output (N, L, d_v), att_values (N, L, L)): att_values[n, i, j] is exactly 0 for
         every j > i, and every row still sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # TODO: set the scores above the diagonal (j > i) to -inf before the softmax.
     raise NotImplementedError("causal_attention: not implemented yet")
@@ -191,6 +212,11 @@ class CausalSelfAttention(SelfAttention):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only."""
+        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         # TODO: SelfAttention.forward with causal_attention in place of attention.
         raise NotImplementedError("CausalSelfAttention.forward: not implemented yet")

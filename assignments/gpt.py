@@ -64,6 +64,9 @@ class AttentionHead(nn.Module):
         Returns (out (B, T, n_hidden), alpha (B, T, S)) with
         alpha = softmax(Q K^T / sqrt(n_hidden)) over the keys (blocked entries exactly 0)
         and out = alpha V.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.scaled_dot_product_attention`.
         """
         # TODO: project x; with a cache, cat cached k, v before the new (dim=1), store back; -inf where mask == 0.
         raise NotImplementedError("AttentionHead.forward: not implemented yet")
@@ -75,6 +78,10 @@ class MultiHeadedAttention(nn.Module):
     Attribute names (the grader loads weights by name): `heads`, an nn.ModuleList of
     `num_heads` AttentionHead(dim, n_hidden), and `project`, nn.Linear(num_heads *
     n_hidden, dim).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.MultiheadAttention`,
+    `torch.nn.functional.multi_head_attention_forward`.
     """
 
     def __init__(self, dim: int, n_hidden: int, num_heads: int):
@@ -141,7 +148,13 @@ class KVCache:
 
 
 class Transformer(nn.Module):
-    """`num_layers` AttentionResidual blocks, in an nn.ModuleList named `layers`."""
+    """`num_layers` AttentionResidual blocks, in an nn.ModuleList named `layers`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
+    """
 
     def __init__(self, dim: int, attn_dim: int, mlp_dim: int, num_heads: int, num_layers: int):
         super().__init__()
@@ -228,6 +241,10 @@ class DialogueGPT(nn.Module):
 
     Attribute names (the grader loads weights by name): `tok_embed` nn.Embedding(vocab_size,
     dim), `pos_embed` nn.Embedding(max_N, dim), `transformer`, `head`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, vocab_size: int, max_N: int, dim: int, attn_dim: int, mlp_dim: int,

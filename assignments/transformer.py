@@ -70,6 +70,10 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
 
     query, key, value: (K, M). Returns (K, M), in the inputs' dtype (build the score matrix
     with dtype=query.dtype: the graded inputs are float64).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # TODO: loop over query rows i and key rows j to fill a (K, K) score matrix.
     raise NotImplementedError("scaled_dot_product_two_loop_single: not implemented yet")
@@ -77,7 +81,12 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
 
 def scaled_dot_product_two_loop_batch(query: torch.Tensor, key: torch.Tensor,
                                       value: torch.Tensor) -> torch.Tensor:
-    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j."""
+    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
+    """
     # TODO: like the single version, but each score is a (N,) vector over the batch.
     raise NotImplementedError("scaled_dot_product_two_loop_batch: not implemented yet")
 
@@ -87,6 +96,10 @@ def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor,
     """No loops at all. query (N, K, M), key (N, S, M), value (N, S, D).
 
     Returns (output (N, K, D), weights (N, K, S)); each row of `weights` sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # TODO: torch.bmm(query, key.transpose(1, 2)) gives every score at once.
     raise NotImplementedError("scaled_dot_product_no_loop_batch: not implemented yet")
@@ -106,6 +119,10 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         (n, tgt_len, d_head), in the dtype of `v`. The softmax runs in at least float32:
         float16/bfloat16 scores are upcast to float32 (and the weights cast back to v's
         dtype); float32 and float64 scores keep their dtype.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # TODO: masked_fill the scores with -inf (mask.bool()!), softmax in >= float32, then bmm.
     raise NotImplementedError("scaled_dot_product_attention: not implemented yet")
@@ -139,6 +156,10 @@ class MultiheadAttention(nn.Module):
         """q: (B, T, d_model); k, v: (B, S, d_model); key_padding_mask: (B, S), 1 = pad.
 
         Returns (B, T, d_model).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # TODO: project, reshape to (B * n_heads, len, d_head), call scaled_dot_product_attention.
         raise NotImplementedError("MultiheadAttention.forward: not implemented yet")
@@ -162,7 +183,12 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., d_model) -> same shape."""
+        """x: (..., d_model) -> same shape.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.layer_norm`, `torch.layer_norm`,
+        `torch.native_layer_norm`, `torch.nn.LayerNorm`.
+        """
         # TODO: x.var(dim=-1, unbiased=False, keepdim=True) is the population variance.
         raise NotImplementedError("LayerNorm.forward: not implemented yet")
 
@@ -224,6 +250,12 @@ class TransformerLayer(nn.Module):
 
         Decoder only: encoder_out (B, S, d_model) and encoder_padding_mask (B, S).
         Returns (B, T, d_model).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`, `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # TODO: three residual blocks; pass causal=self.is_decoder to the self-attention.
         raise NotImplementedError("TransformerLayer.forward: not implemented yet")
@@ -271,13 +303,25 @@ class Transformer(nn.Module):
         return self.emb_ln(self.emb_word(input_ids) + self.emb_pos(positions)), padding_mask
 
     def encode(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S))."""
+        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S)).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
+        """
         # TODO: self.embed, then every encoder layer in turn.
         raise NotImplementedError("Transformer.encode: not implemented yet")
 
     def decode(self, decoder_input_ids: torch.Tensor, encoder_out: torch.Tensor,
                encoder_padding_mask: torch.Tensor) -> torch.Tensor:
-        """decoder_input_ids (B, T) -> logits (B, T, n_words)."""
+        """decoder_input_ids (B, T) -> logits (B, T, n_words).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
+        """
         # TODO: self.embed, every decoder layer (with the encoder output), then lm_head.
         raise NotImplementedError("Transformer.decode: not implemented yet")
 
@@ -293,6 +337,11 @@ class Transformer(nn.Module):
         Positions whose label is -100 do not count in the loss (and their logits are not
         graded). The loss is a scalar computed in at least float32 (float16 logits are
         upcast first).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
         """
         # TODO: encode, decode(shift_right(labels)), F.cross_entropy(..., ignore_index=-100).
         raise NotImplementedError("Transformer.forward: not implemented yet")

@@ -70,6 +70,7 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
         mutants = load_variants(assignment, "mutants", Path(tmp))
         reference = load_assignment(assignment, paths.SOLUTIONS)  # last: it stays imported
         known_oracles = oracles(assignment)
+        shortcuts = library_shortcuts(assignment, suite, [*equivalents], [*mutants])
         correct = {"reference": ("the reference", reference), **equivalents}
         results = [CaseAudit(c.name, c.tol) for c in chosen]
         caught_on = {m: set() for m in mutants}
@@ -79,14 +80,14 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
                 inputs = case_inputs(case, case.seed(base))
                 expected = expected_outputs(case, inputs, reference, known_oracles)
                 for name, (_, module) in correct.items():
-                    verdict = judged(case, module, inputs, expected)
+                    verdict = judged(case, module, inputs, expected, shortcuts[name])
                     error = error_of(verdict)
                     if error >= row.worst_correct:
                         row.worst_correct, row.worst_correct_by = error, name
                     if not verdict.passed:
                         row.correct_failures.append(f"{name}@{number}: {verdict.message}")
                 for name, (_, module) in mutants.items():
-                    verdict = judged(case, module, inputs, expected)
+                    verdict = judged(case, module, inputs, expected, shortcuts[name])
                     if verdict.passed:
                         row.slipped.setdefault(name, []).append(number)
                         continue
@@ -105,9 +106,24 @@ def run_audit(assignment: str, seeds: int, cases, progress) -> Audit:
     return Audit(assignment, seeds, results, escaped, whole_suite=not cases)
 
 
-def judged(case, module, inputs, expected):
-    """The grader's verdict on one implementation, run here; a crash is a failed verdict."""
+def library_shortcuts(assignment: str, suite, equivalents, mutants) -> dict:
+    """{implementation: {case: message}}: what the library-shortcut policy (read from each
+    one's source, as `grade` does) costs the reference, every equivalent and every mutant."""
+    from grader.authoring import variant_source
+    from grader.policy import violations
+    found = {"reference": violations((paths.SOLUTIONS / f"{assignment}.py").read_bytes(), suite)}
+    for kind, names in (("equivalents", equivalents), ("mutants", mutants)):
+        for name in names:
+            found[name] = violations(variant_source(assignment, name, kind).encode(), suite)
+    return found
+
+
+def judged(case, module, inputs, expected, shortcuts=None):
+    """The grader's verdict on one implementation, run here; a crash is a failed verdict,
+    and so is a case whose part uses a banned library call (`shortcuts`: case -> message)."""
     from grader.cases import Verdict
+    if shortcuts and case.name in shortcuts:
+        return Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
     try:
         outputs = run_case(case, module, inputs)
     except Exception as exc:  # noqa: BLE001 - a mistake may crash; a correct one must not

@@ -113,11 +113,24 @@ class Case:
 
 
 class Suite:
-    """The ordered cases of one assignment, defined once and used everywhere."""
+    """The ordered cases of one assignment, defined once and used everywhere, and its
+    library-shortcut policy (`ban`: see grader/policy.py)."""
 
     def __init__(self, assignment: str):
         self.assignment = assignment
         self.cases: dict[str, Case] = {}
+        self.shortcuts: list = []
+
+    def ban(self, part: str, calls, cases) -> None:
+        """The library calls that would do `part`'s work (dotted names, or bare option
+        words): a case in `cases` (names, or prefixes ending in "/") loses its points when
+        the part uses one."""
+        from grader.policy import Shortcut
+        self.shortcuts.append(Shortcut(part, tuple(calls), tuple(cases)))
+
+    def shortcuts_for(self, case_name: str) -> list:
+        """The banned-call lists of the parts this case grades."""
+        return [s for s in self.shortcuts if s.grades(case_name)]
 
     def add(self, case: Case) -> Case:
         if case.name in self.cases:

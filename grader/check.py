@@ -22,6 +22,18 @@ def public_cases(assignment: str) -> dict:
     return _public[assignment]
 
 
+def library_shortcuts(module, suite) -> dict[str, str]:
+    """{case: message} for cases whose part uses a library call it asks you to write (read
+    from the module's source file, as the grader does; see grader/policy.py)."""
+    from grader.policy import violations
+    path = getattr(module, "__file__", None)
+    try:
+        source = open(path, "rb").read() if path else b""
+    except OSError:
+        source = b""
+    return violations(source, suite) if source else {}
+
+
 def check(module, *names: str, assignment: str | None = None) -> bool:
     """Run the named cases (a prefix such as "attention/" selects a group) on `module`."""
     assignment = assignment or module.__name__
@@ -31,9 +43,14 @@ def check(module, *names: str, assignment: str | None = None) -> bool:
     if not chosen:
         raise ValueError(f"no case matches {names}; cases are: {', '.join(suite.cases)}")
     fixtures = public_cases(assignment)
+    shortcuts = library_shortcuts(module, suite)
     all_passed = True
     for case in chosen:
         fixture = fixtures[case.name]
+        if case.name in shortcuts:
+            print(f"FAIL  {case.name}: {shortcuts[case.name]}")
+            all_passed = False
+            continue
         try:
             outputs = run_case(case, module, fixture["inputs"])
         except NotImplementedError:

@@ -92,6 +92,7 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
             verdicts = [Verdict(c.name, 0.0, c.points, False, str(exc)) for c in chosen]
             return Graded(assignment, verdicts, time.monotonic() - started, which, [str(exc)])
         module = folder / f"{assignment}.py"
+        shortcuts = library_shortcuts(assignment, module)
 
         def judged(case, result):
             try:
@@ -103,15 +104,27 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
                                              f"({type(exc).__name__}: {exc})"))
 
         jobs = [(case, inputs[case.name]) for case in chosen
-                if case.name in inputs and case.name in expected]
+                if case.name in inputs and case.name in expected and case.name not in shortcuts]
         ran = run_cases(assignment, module, jobs, device=device, limits=limits,
                         progress=progress, on_result=judged)
     stale = "the fixture has no entry for this case (run `python -m grader fixtures`)"
-    verdicts = [ran.get(case.name) or Verdict(case.name, 0.0, case.points, False, stale)
+    verdicts = [ran.get(case.name)
+                or (shortcuts.get(case.name) and Verdict(case.name, 0.0, case.points, False,
+                                                         shortcuts[case.name]))
+                or Verdict(case.name, 0.0, case.points, False, stale)
                 for case in chosen]
     if refused:
         notes.append(clean_message(f"refused unsafe zip entries: {', '.join(refused)}"))
     return Graded(assignment, verdicts, time.monotonic() - started, which, notes)
+
+
+def library_shortcuts(assignment: str, module: Path) -> dict[str, str]:
+    """{case: message} for cases whose part uses a library call it asks students to write,
+    read from the submitted source here in the parent (grader/policy.py; never imported)."""
+    from grader import policy
+    from grader.sandbox import read_source
+    source = read_source(module)  # None: missing, a link or not a file (the worker says so)
+    return policy.violations(source, load_suite(assignment)) if source else {}
 
 
 def judge_result(assignment, case, result, fixture, device, limits, module) -> Verdict:

@@ -49,6 +49,9 @@ def scaled_dot_product(q, k, v, attn_drop_rate: float = 0.1, mask=None):
     with probability `attn_drop_rate` on the weights (pass 0.0 to switch it off); then the
     weights times v. Returns (values (B, heads, T, d), attention (B, heads, T, T)); the
     attention returned is the one after dropout.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`.
     """
     # BEGIN SOLUTION
     # HINT: logits (B, h, T, T); mask[:, None, None, :] hides key columns; softmax(-1); F.dropout(p); @ v
@@ -98,6 +101,12 @@ class MultiHeadAttention(nn.Module):
         # END SOLUTION
 
     def forward(self, x, mask=None):
+        """See the class docstring.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         B, T, _ = x.shape
         # BEGIN SOLUTION
         # HINT: qkv (B,T,h,3d) -> permute (B,h,T,3d) -> chunk 3; attention (no dropout in eval); merge heads; o_proj
@@ -119,6 +128,11 @@ class TransformerBlock(nn.Module):
     `nn.Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout(layer_drop_rate))` (the
     source's width: no expansion). Attribute names: `attention`, `dropout`, `norm1`, `ffn`,
     `norm2`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
 
     def __init__(self, embed_dim: int, n_heads: int, attn_drop_rate: float,
@@ -176,6 +190,10 @@ class BertModel(nn.Module):
     `pos_encoding = PositionalEncoding(E, layer_drop_rate)` -> `layers`, an nn.Sequential of
     n_layers TransformerBlocks -> `mlm_head = nn.Linear(E, vocab_size)`.
     forward(batch_text (B, T) int64, mask (B, T) or None) -> logits (B, T, vocab_size).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, n_layers: int, vocab_size: int, embed_dim: int, n_heads: int,
@@ -221,6 +239,9 @@ def mask_inputs(text, mask_token: int, vocab_size: int, mask_rate: float = 0.15,
     only_mask=True: every selected token becomes `mask_token` (the same draws are made).
     labels: the original id where selected, IGNORE_INDEX (-100) everywhere else.
     The input is not modified.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `transformers.DataCollatorForLanguageModeling`.
     """
     # BEGIN SOLUTION
     # HINT: three draws in order (rand, rand, randint); torch.where for the text and the labels
@@ -407,7 +428,9 @@ def bert_attention(bert, input_ids, token_type_ids=None, attention_mask=None):
     `att = bert.encoder.layer[l].attention.self` (`att.query`, `att.key`: nn.Linear;
     heads = bert.config.num_attention_heads), compute softmax(q k^T / sqrt(head_dim)) with
     padding keys at -inf. Returns (layers, B, heads, T, T).
-    Do not use output_attentions: the grader compares your maps with it.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): the `output_attentions` option.
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)

@@ -40,6 +40,11 @@ def rnn_step_forward(x: torch.Tensor, prev_h: torch.Tensor, Wx: torch.Tensor,
         Wx: (D, H) input-to-hidden weights. Wh: (H, H) hidden-to-hidden weights. b: (H,).
     Returns:
         next_h: (N, H), and cache: whatever `rnn_step_backward` needs (your choice).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
     # BEGIN SOLUTION
     # HINT: one line for next_h; keep the inputs, weights and next_h in the cache.
@@ -56,6 +61,11 @@ def rnn_step_backward(dnext_h: torch.Tensor, cache):
         dnext_h: (N, H) gradient of the loss with respect to next_h. cache: from the forward.
     Returns:
         (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.autograd.grad`, `torch.autograd.backward`,
+    `torch.autograd.functional.vjp`, `torch.func.vjp`, `torch.func.grad`, the `backward`
+    option.
     """
     # BEGIN SOLUTION
     # HINT: d tanh(a) / da = 1 - tanh(a)**2 = 1 - next_h**2; then the chain rule for a matmul.
@@ -78,6 +88,11 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.T
         x: (N, T, D) inputs. h0: (N, H) initial hidden state. Wx (D, H), Wh (H, H), b (H,).
     Returns:
         h: (N, T, H), the hidden state of every step (h0 not included), and cache.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
     # BEGIN SOLUTION
     # HINT: loop t = 0..T-1, store each step's cache in a list; torch.stack the states.
@@ -102,6 +117,11 @@ def rnn_backward(dh: torch.Tensor, cache):
         cache: from `rnn_forward`.
     Returns:
         (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.autograd.grad`, `torch.autograd.backward`,
+    `torch.autograd.functional.vjp`, `torch.func.vjp`, `torch.func.grad`, the `backward`
+    option.
     """
     # BEGIN SOLUTION
     # HINT: loop t = T-1..0; the gradient into h_t is dh[:, t] plus what step t+1 sent back.
@@ -157,7 +177,12 @@ class WordEmbedding(nn.Module):
         self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D)."""
+        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.embedding`, `torch.nn.Embedding`,
+        `torch.embedding`.
+        """
         # BEGIN SOLUTION
         # HINT: index the table with the ids; one line, no loops.
         out = self.W_embed[x]
@@ -331,6 +356,11 @@ class LSTM(nn.Module):
         i, f, o = sigmoid of their H columns, g = tanh of its H columns,
         next_c = f * prev_c + i * g,  next_h = o * tanh(next_c).
     Backward comes from autograd.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):
@@ -376,6 +406,10 @@ def dot_product_attention(prev_h: torch.Tensor, A: torch.Tensor):
         attn: (N, H), the features averaged with the attention weights, and
         attn_weights: (N, D_a, D_a), softmax over the D_a * D_a cells of
         prev_h . A[:, :, cell] / sqrt(H); they sum to 1 for every image.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # BEGIN SOLUTION
     # HINT: flatten A to (N, H, 16); bmm with prev_h; divide by sqrt(H), not sqrt(D_a).
@@ -395,6 +429,11 @@ class AttentionLSTM(nn.Module):
     Parameters Wx (D, 4H), Wh (H, 4H), Wattn (H, 4H), b (4H,). At each step the previous
     hidden state attends over A (`dot_product_attention`), and the attended vector enters
     the activation: a = x @ Wx + prev_h @ Wh + attn @ Wattn + b, gates i, f, o, g as in LSTM.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):

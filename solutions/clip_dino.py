@@ -50,6 +50,10 @@ def get_similarity_no_loop(text_features: torch.Tensor,
 
     text_features: (N, D); image_features: (M, D). Returns (N, M): entry (i, j) is the
     cosine similarity of text i and image j (normalise the rows to unit L2 norm first).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
     """
     # BEGIN SOLUTION
     # HINT: divide each row by its L2 norm (dim=-1, keepdim=True), then text @ image.T
@@ -199,7 +203,12 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float = 0.996) 
     """Move the teacher's parameters towards the student's, in place:
     teacher_p = momentum * teacher_p + (1 - momentum) * student_p for every parameter (in
     the order of `.parameters()`; both modules have the same architecture). The student is
-    not changed; nothing here builds a graph."""
+    not changed; nothing here builds a graph.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.optim.swa_utils.AveragedModel`,
+    `torch.optim.swa_utils.get_ema_multi_avg_fn`, `torch.optim.swa_utils.get_ema_avg_fn`.
+    """
     # BEGIN SOLUTION
     # HINT: zip(teacher.parameters(), student.parameters()); p_t.mul_(momentum).add_(p_s, alpha=1 - momentum)
     for p_teacher, p_student in zip(teacher.parameters(), student.parameters()):

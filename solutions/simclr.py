@@ -107,7 +107,12 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def sim(z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of two vectors z_i, z_j of shape (D,): a 0-dim tensor in [-1, 1]."""
+    """Cosine similarity of two vectors z_i, z_j of shape (D,): a 0-dim tensor in [-1, 1].
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
+    """
     # BEGIN SOLUTION
     # HINT: the dot product divided by the product of the two L2 norms
     norm_dot_product = torch.dot(z_i, z_j) / (torch.linalg.norm(z_i) * torch.linalg.norm(z_j))
@@ -149,6 +154,10 @@ def sim_positive_pairs(out_left: torch.Tensor, out_right: torch.Tensor) -> torch
     """Cosine similarity of each positive pair: row k of out_left with row k of out_right.
 
     out_left, out_right: (N, D). Returns (N, 1) (keep that shape, also for N = 1).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
     """
     # BEGIN SOLUTION
     # HINT: row-wise dot products (sum over dim 1, keepdim=True) over the rows' norms
@@ -160,7 +169,12 @@ def sim_positive_pairs(out_left: torch.Tensor, out_right: torch.Tensor) -> torch
 
 
 def compute_sim_matrix(out: torch.Tensor) -> torch.Tensor:
-    """All pairwise cosine similarities of the rows of `out` (2N, D): (2N, 2N)."""
+    """All pairwise cosine similarities of the rows of `out` (2N, D): (2N, 2N).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
+    """
     # BEGIN SOLUTION
     # HINT: divide every row by its L2 norm, then one matrix product with the transpose
     normed = out / out.norm(dim=1, keepdim=True)

@@ -29,11 +29,25 @@ from functools import partial
 import torch
 
 from dlkit import captions as data
-from grader import inputs
+from grader import inputs, policy
 from grader.cases import Case, Property, Suite
 from grader.inputs import load_state, trained_state
 
 suite = Suite("captioning")
+
+# The library-shortcut policy (instructors: edit here). Per part, the library calls that would
+# do its work; a case graded on that part loses its points when the part uses one of them
+# (grader/policy.py). The part's docstring in solutions/captioning.py says what is off limits.
+suite.ban("rnn_step_forward", policy.RECURRENT, cases=["rnn/step_forward", "rnn/module"])
+suite.ban("rnn_forward", policy.RECURRENT, cases=["rnn/forward", "rnn/module"])
+suite.ban("rnn_step_backward", policy.AUTOGRAD, cases=["rnn/step_backward"])
+suite.ban("rnn_backward", policy.AUTOGRAD, cases=["rnn/backward", "rnn/backward_vs_autograd"])
+suite.ban("WordEmbedding.forward", policy.EMBEDDING, cases=["embedding/"])
+suite.ban("LSTM", policy.RECURRENT, cases=["lstm/"])
+suite.ban("dot_product_attention", policy.ATTENTION, cases=["attention/dot_product"])
+suite.ban("AttentionLSTM", policy.RECURRENT,
+          cases=["attention/lstm_step_forward", "attention/lstm_forward"])
+
 F64 = torch.float64
 randn = partial(inputs.randn, dtype=F64)  # every numeric check runs in float64
 linspace = partial(inputs.linspace, dtype=F64)
