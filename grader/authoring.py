@@ -47,25 +47,32 @@ class AuthoringError(Exception):
 # ---------------------------------------------------------------------------------------
 
 def make_skeleton(source: str, name: str) -> str:
-    """The student version of a solution file's text."""
+    """The student version of a solution file's text.
+
+    A block's hint is its `# HINT:` line and the comment lines right after it that are
+    indented past the `#` (`#       more of the hint`)."""
     out, scope, block = [HEADER.format(name=name)], [], None
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         stripped = line.strip()
         if block is not None:
+            indent, hint, open_hint = block
             if stripped == END:
-                indent, hint = block
                 qualname = ".".join(s for _, s in scope)
-                if hint:
-                    out.append(f"{indent}# TODO: {hint}\n")
+                for i, text in enumerate(hint):
+                    out.append(f"{indent}{'# TODO:' if i == 0 else '#      '} {text}\n")
                 out.append(f'{indent}raise NotImplementedError("{qualname}: not implemented yet")\n')
                 block = None
             elif stripped.startswith(BEGIN):
                 raise AuthoringError(f"{name}.py:{number}: nested {BEGIN}")
-            elif stripped.startswith(HINT) and not block[1]:
-                block = (block[0], stripped[len(HINT):].strip())
+            elif stripped.startswith(HINT) and not hint:
+                block = (indent, [stripped[len(HINT):].strip()], True)
+            elif open_hint and stripped.startswith("#  "):
+                block = (indent, hint + [stripped[1:].strip()], True)
+            else:
+                block = (indent, hint, False)
             continue
         if stripped == BEGIN:
-            block = (line[: len(line) - len(line.lstrip())], "")
+            block = (line[: len(line) - len(line.lstrip())], [], False)
             continue
         if stripped == END:
             raise AuthoringError(f"{name}.py:{number}: {END} without {BEGIN}")

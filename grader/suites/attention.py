@@ -205,7 +205,8 @@ def attention_call(m, x, device):
 
 
 suite.add(Case(
-    "attention/vs_torch", 15, attention_inputs, attention_call, tol=TOL, properties=[rows_sum_to_one(*map(weights_of, ATTENTION_SHAPES))],
+    "attention/vs_torch", 15, attention_inputs, attention_call, tol=TOL,
+    properties=[rows_sum_to_one(*map(weights_of, ATTENTION_SHAPES))],
     hint="queries and keys may have different lengths, and d_v may differ from d_k: scale by "
          "sqrt(d_k), the size of q and k"))
 
@@ -263,7 +264,8 @@ def self_weights_call(m, x, device):
 suite.add(Case(
     "selfattn/weights", 9, self_weights_inputs, self_weights_call, tol=TOL,
     properties=[permutation_equivariant("output", "permuted")],
-    hint="q = linear_q(x), k = linear_k(x), v = linear_v(x), then attention(q, k, v)[0]"))
+    hint="queries, keys and values are the three projections of x; the module returns attention's "
+         "output, not its weights"))
 
 
 def cross_source_inputs(seed: int = 14):

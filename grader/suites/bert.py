@@ -167,8 +167,9 @@ add(Case("attention/scaled_dot_product", 4, attention_inputs, attention_call,
          properties=[Property(lambda o: bool((o["demo_attention"][..., 1] == 0).all()),
                               "the masked key column must get weight exactly 0",
                               "masked column is 0")],
-         hint="logits = q @ k^T / sqrt(d); masked_fill(mask[:, None, None, :], -inf) hides "
-              "key COLUMNS; softmax(dim=-1); dropout; @ v"))
+         hint="scores scaled by 1/sqrt(d); the mask (B, T) hides key COLUMNS (every query ignores "
+              "a masked key), not query rows; softmax over the keys; dropout on the weights; then "
+              "the values"))
 
 
 DROP = 0.5
@@ -191,8 +192,8 @@ def dropout_call(m, x, device):
 
 
 add(Case("attention/dropout", 1, dropout_inputs, dropout_call, tol=TOL,
-         hint="F.dropout(attention, p=attn_drop_rate): each weight is zeroed with "
-              "probability p and the rest are divided by 1 - p"))
+         hint="dropout on the attention weights at attn_drop_rate: each weight is zeroed with "
+              "probability p and the others are divided by 1 - p"))
 
 
 def mha_inputs(g):
@@ -216,8 +217,9 @@ def mha_call(m, x, device):
 
 
 add(Case("mha/forward", 4, mha_inputs, mha_call, tol=TOL,
-         hint="qkv_proj(x).reshape(B, T, heads, 3 * head_dim).permute(0, 2, 1, 3).chunk(3, -1); "
-              "attention with dropout only in training mode; merge the heads; then o_proj"))
+         hint="the fused projection reshaped to (B, T, heads, 3 * head_dim) keeps each head's q, "
+              "k, v together: move the heads before time, split the last dimension in three; "
+              "dropout only in training mode; merge the heads back before o_proj"))
 
 
 def init_inputs(g):
@@ -238,8 +240,8 @@ def init_call(m, x, device):
 
 
 add(Case("mha/reset_parameters", 1, init_inputs, init_call, tol=TOL,
-         hint="qkv_proj = nn.Linear(E, 3E), o_proj = nn.Linear(E, E); _reset_parameters: "
-              "nn.init.xavier_uniform_ on the weights, nn.init.zeros_ on the biases"))
+         hint="qkv_proj maps E to 3E and o_proj E to E; _reset_parameters draws Xavier-uniform "
+              "weights and zero biases"))
 
 
 def block_inputs(g):
@@ -257,8 +259,9 @@ def block_call(m, x, device):
 
 
 add(Case("block/vs_torch_encoder_layer", 4, block_inputs, block_call, tol=TOL,
-         hint="h = norm1(x + dropout(attention(x, mask))); out = norm2(h + ffn(h)) with "
-              "ffn = Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout); return (out, mask)"))
+         hint="post-LN: norm1 of x plus the dropped-out attention, then norm2 of that plus the "
+              "feed-forward (Linear E->E, GELU, Linear E->E, Dropout); return the pair (output, "
+              "mask)"))
 
 
 def bert_inputs(g):
@@ -288,8 +291,9 @@ def bert_call(m, x, device):
 
 
 add(Case("bert/forward", 3, bert_inputs, bert_call, tol=TOL,
-         hint="embedding (vocab_size + 1 rows) -> pos_encoding -> layers((x, mask)) -> "
-              "mlm_head; keep the name BertModel yours (no `from transformers import BertModel`)"))
+         hint="embedding (vocab_size + 1 rows), positions, the blocks on (x, mask) pairs, then "
+              "the masked-LM head; keep the name BertModel your own class (an import of the "
+              "library's would shadow it)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -320,9 +324,9 @@ def mask_inputs_call(m, x, device):
 
 
 add(Case("mlm/mask_inputs", 4, mask_inputs_inputs, mask_inputs_call, tol=TOL,
-         hint="select = rand < mask_rate and not padding; kind = rand: < 0.8 mask, < 0.9 "
-              "random token (randint(0, vocab_size)), else unchanged; labels -100 where not "
-              "selected"))
+         hint="selected: the first uniform draw below mask_rate, never padding; of those, the "
+              "second draw below 0.8 gives the mask token, below 0.9 a random id from the whole "
+              "vocabulary, else the token stays; labels are -100 where not selected"))
 
 
 SOURCE_MLM = dict(batch=128, length=128, vocab_size=100)  # the source's pretraining setting
@@ -391,9 +395,9 @@ def step_call(m, x, device):
 
 
 add(Case("mlm/pretraining_step", 4, step_inputs, step_call, tol=TOL,
-         hint="masked, labels = mask_inputs(...); logits = model(masked, text == pad_id); "
-              "F.cross_entropy(logits.reshape(-1, V), labels.flatten()); zero_grad(); "
-              "loss.backward(); optimizer.step(); return loss.item()"))
+         hint="mask_inputs, then the model on the corrupted text with padding hidden; the "
+              "cross-entropy of the labelled positions over the vocabulary; zero the gradients, "
+              "backpropagate, step; return the loss as a float"))
 
 
 LN_100 = math.log(100)
@@ -427,8 +431,8 @@ def loss_curve_call(m, x, device):
 
 
 add(Case("mlm/loss_falls", 2, loss_curve_inputs, loss_curve_call, tol=TOL,
-         hint="at initialisation the loss is about ln(vocab_size) = 4.6; it must fall within "
-              "a few steps (does loss.backward() run before optimizer.step()?)"))
+         hint="at initialisation the loss is about ln(vocab_size) = 4.6; it must fall within a "
+              "few steps (are the gradients computed before each optimiser step?)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -475,9 +479,9 @@ def gru_call(m, x, device):
 
 
 add(Case("finetune/bert_gru_forward", 3, gru_inputs, gru_call, tol=TOL,
-         hint="with torch.no_grad(): bert(text)[0]; _, hidden = rnn(embedded); "
-              "cat(hidden[-2], hidden[-1], dim=1) when bidirectional, else hidden[-1]; "
-              "dropout; out"))
+         hint="BERT's sequence output without gradients feeds the GRU; its final state (the last "
+              "layer's two directions side by side when bidirectional) goes through dropout and "
+              "the output layer"))
 
 
 def accuracy_inputs(g):
@@ -498,7 +502,7 @@ def accuracy_call(m, x, device):
 
 
 add(Case("finetune/binary_accuracy", 1, accuracy_inputs, accuracy_call, tol=TOL,
-         hint="(torch.round(torch.sigmoid(preds)) == y).float().mean(): a fraction, 0.8 for 8/10"))
+         hint="a logit above 0 predicts 1; the fraction of right predictions, 0.8 for 8 of 10"))
 
 
 ONE = dict(hidden_dim=5, output_dim=1, n_layers=2, bidirectional=True, dropout=0.0)
@@ -530,8 +534,9 @@ def train_loop_call(m, x, device):
 
 
 add(Case("finetune/train_epoch", 3, loop_inputs, train_loop_call, tol=TOL,
-         hint="model.train(); per batch: zero_grad; predictions = model(text).squeeze(1); "
-              "loss = criterion(predictions, label); binary_accuracy; backward; step"))
+         hint="training mode; per batch: logits (B, 1) squeezed to (B,), the criterion and "
+              "binary_accuracy, zero the gradients, backpropagate, step; return the means over "
+              "the batches"))
 
 
 def evaluate_loop_call(m, x, device):
@@ -547,8 +552,8 @@ def evaluate_loop_call(m, x, device):
 
 
 add(Case("finetune/evaluate", 2, loop_inputs, evaluate_loop_call, tol=TOL,
-         hint="model.eval(); with torch.no_grad(): the mean loss and binary_accuracy over "
-              "the batches, no step"))
+         hint="evaluation mode and no gradients: the mean loss and binary_accuracy over the "
+              "batches, no step"))
 
 
 class WordTokenizer:
@@ -582,8 +587,8 @@ def predict_call(m, x, device):
 
 
 add(Case("finetune/predict_sentiment", 2, predict_inputs, predict_call, tol=TOL,
-         hint="tokens = tokenizer.tokenize(s)[:max_input_length - 2]; [cls_token_id] + ids + "
-              "[sep_token_id]; a (1, T) tensor; torch.sigmoid(model(tensor)).item(), in eval mode"))
+         hint="at most max_input_length - 2 tokens between CLS and SEP, as a (1, T) batch in "
+              "evaluation mode; return the sigmoid of the logit as a float"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -607,8 +612,9 @@ def maps_call(m, x, device):
 
 
 add(Case("inside/bert_attention", 3, maps_inputs, maps_call, tol=TOL,
-         hint="layer l's input is hidden_states[l]; q = att.query(h), k = att.key(h), split "
-              "into heads (B, heads, T, d); softmax(q k^T / sqrt(d)) with padding keys at -inf"))
+         hint="layer l's input is hidden_states[l]; that layer's query and key projections split "
+              "into heads (B, heads, T, d); softmax of the scaled scores with padding keys at "
+              "-inf"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -174,7 +174,8 @@ def step_backward_call(m, x, device):
 suite.add(Case(
     "rnn/step_backward", 3, step_backward_inputs, step_backward_call,
     tol=1e-5,
-    hint="returns (dx, dprev_h, dWx, dWh, db); start from da = dnext_h * (1 - next_h**2)"))
+    hint="returns (dx, dprev_h, dWx, dWh, db); through tanh first: its derivative is 1 - next_h "
+         "squared"))
 
 
 def rnn_forward_inputs(g):
@@ -252,7 +253,8 @@ def embedding_call(m, x, device):
     return out
 
 
-suite.add(Case("embedding/lookup", 1, embedding_inputs, embedding_call, tol=SOURCE_TOL, hint="out[n, t] = W_embed[x[n, t]]: index the table"))
+suite.add(Case("embedding/lookup", 1, embedding_inputs, embedding_call, tol=SOURCE_TOL,
+               hint="out[n, t] is row x[n, t] of W_embed: index the table"))
 
 
 def loss_inputs(g):
@@ -355,10 +357,12 @@ def model_forward_call(m, x, device):
 
 
 FORWARD_HINTS = {
-    "rnn": "h0 = feature_proj(features averaged over the grid); predict captions[:, 1:] "
+    "rnn": "h0 is feature_proj of the features averaged over the grid; predict captions[:, 1:] "
            "from captions[:, :-1]",
-    "lstm": "as for rnn, with self.rnn an LSTM (c0 = 0 inside LSTM.forward)",
-    "attn": "A = feature_proj applied to every grid cell, (N, H, 4, 4); self.rnn(words, A)"}
+    "lstm": "as for rnn, with the LSTM as the recurrent module (its cell starts at 0 inside "
+            "LSTM.forward)",
+    "attn": "A is feature_proj applied to every grid cell, (N, H, 4, 4); the attention LSTM "
+            "reads the words and A"}
 for _cell in ("rnn", "lstm", "attn"):
     suite.add(Case(f"model/forward_{_cell}", 2,
                    lambda g, cell=_cell: model_forward_inputs(g, cell), model_forward_call,
@@ -575,7 +579,8 @@ suite.add(Case("attention/lstm_step_forward", 2, lambda g: lstm_step_inputs(g, a
 suite.add(Case("attention/lstm_forward", 2, lambda g: lstm_forward_inputs(g, attn=True),
                lstm_forward_call,
                tol=SOURCE_TOL,
-               hint="h0 = c0 = A.mean(dim=(2, 3)); attend with the previous h at every step"))
+               hint="h0 = c0 = the mean of A over the grid; attend with the previous h at every "
+                    "step"))
 
 
 # ---------------------------------------------------------------------------------------

@@ -90,8 +90,8 @@ def similarity_call(m, x, device):
 
 add(Case("clip/similarity", 2, similarity_inputs, similarity_call,
          tol=1e-5,  # the source's relative error bound
-         hint="normalise the rows of both (dim=-1, keepdim=True), then text @ image.T: "
-              "(N, M)"))
+         hint="normalise the rows of both to unit length, then every text row against every image "
+              "row: (N, M)"))
 
 SCALES = {"clip_init": math.log(1 / 0.07), "unit": 0.0, "log_3": math.log(3.0)}
 
@@ -120,9 +120,9 @@ def clip_loss_outputs(loss, x, **_):
 
 add(Case("clip/contrastive_loss", 3, clip_loss_inputs,
          lambda m, x, device: clip_loss_outputs(m.clip_contrastive_loss, x), tol=1e-8,
-         hint="logits = logit_scale.exp() * cosine similarities (B, B); the mean of "
-              "cross_entropy(logits, arange(B)) and cross_entropy(logits.T, arange(B)); "
-              "logit_scale must receive a gradient"))
+         hint="logits are exp(logit_scale) times the cosine similarities (B, B); the mean of the "
+              "cross-entropy of the rows (images to texts) and of the columns (texts to images), "
+              "pair i being the right answer; logit_scale must receive a gradient"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,8 +202,8 @@ def zero_shot_call(m, x, device):
 
 
 add(Case("clip/zero_shot", 3, clip_inputs, zero_shot_call, tol=0.0,
-         hint="tokenize and encode the class texts, preprocess/stack/encode the images, "
-              "similarities (C, M), and for each image the argmax over the C classes"))
+         hint="encode the class texts and the images (your get_similarity_no_loop compares them, "
+              "(C, M)); each image gets the class of highest similarity"))
 
 
 def retrieval_call(m, x, device):
@@ -230,9 +230,9 @@ def retrieval_call(m, x, device):
 
 
 add(Case("clip/retrieval", 3, clip_inputs, retrieval_call, tol=0.0,
-         hint="encode and normalise the gallery once in __init__; retrieve: encode the "
-              "query, similarities with every image, topk(k) indices as a list, most "
-              "similar first"))
+         hint="encode and normalise the gallery once in __init__; retrieve: encode the query, its "
+              "similarity with every image, the k best indices as a list of ints, most similar "
+              "first"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,9 +269,9 @@ def dino_outputs(loss, x):
 
 add(Case("dino/loss", 4, dino_inputs, lambda m, x, device: dino_outputs(m.dino_loss, x),
          tol=1e-8,
-         hint="p_t = softmax((teacher - center) / teacher_temp, -1), detached; log p_s = "
-              "log_softmax(student / student_temp, -1); mean over pairs s != t of the "
-              "batch-mean of -sum_K p_t log p_s"))
+         hint="teacher distribution: softmax of (teacher - center) / teacher_temp, no gradient; "
+              "student log-softmax at student_temp; the batch-mean cross-entropy of every pair of "
+              "different views (t, s), averaged over the pairs"))
 
 
 def center_call(m, x, device):
@@ -316,8 +316,8 @@ def ema_call(m, x, device):
 
 
 add(Case("dino/ema_update", 2, ema_inputs, ema_call, tol=1e-8,
-         hint="for each pair of parameters: p_teacher = momentum * p_teacher + "
-              "(1 - momentum) * p_student, in place, under torch.no_grad()"))
+         hint="every teacher parameter becomes momentum times itself plus (1 - momentum) times "
+              "the student's, in place, without gradients"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -373,9 +373,8 @@ def classifier_call(m, x, device):
 
 add(Case("segmentation/train_and_infer", 2, classifier_inputs, classifier_call,
          tol=0.0,
-         hint="train: num_iters steps of cross-entropy(self.model(X_train), Y_train) with "
-              "zero_grad, backward, step; inference: the argmax over the C classes of each "
-              "patch, (P,) int64"))
+         hint="train: num_iters optimisation steps of the cross-entropy of the patch scores "
+              "against the labels; inference: each patch's most likely class, (P,) int64"))
 
 # ---------------------------------------------------------------------------------------
 # Training: one-shot segmentation of a generated video from patch features

@@ -110,10 +110,9 @@ def transform_call(m, x, device):
 
 
 add(Case("augment/train_transform", 3, transform_inputs, transform_call, tol=1e-5,
-         hint="T.Compose([T.ToTensor(), T.RandomResizedCrop(size, scale=crop_scale, "
-              "generator=g), T.RandomHorizontalFlip(0.5, generator=g), T.RandomApply("
-              "T.ColorJitter(0.4, 0.4, 0.4, 0.1, generator=g), p=0.8, generator=g), "
-              "T.RandomGrayscale(0.2, generator=g), T.Normalize(mean, std)])"))
+         hint="the six steps of the docstring in its order, each random one drawing from g: crop, "
+              "flip, colour jitter with probability 0.8, greyscale with probability 0.2, between "
+              "ToTensor and Normalize"))
 
 
 def pair_inputs(g):
@@ -136,8 +135,8 @@ def pair_call(m, x, device):
 
 
 add(Case("augment/pair_dataset", 2, pair_inputs, pair_call, tol=1e-8,
-         hint="__getitem__: x_i = self.transform(img); x_j = self.transform(img) (two "
-              "independent views, x_i first); return x_i, x_j, target"))
+         hint="__getitem__ returns two independent views of the image, x_i drawn first, then the "
+              "target"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -202,9 +201,9 @@ def vectorized_call(m, x, device):
 
 add(Case("loss/vectorized", 4, pairs_inputs, vectorized_call,
          tol=1e-7,
-         hint="exp(compute_sim_matrix(out) / tau) without its diagonal, summed per row; "
-              "numerators exp(sim_positive_pairs / tau) for the left and the right rows; "
-              "mean of -log(numerator / denominator) over the 2N rows"))
+         hint="the exponentiated similarities over tau without the diagonal, summed per row, are "
+              "the denominators; the numerators are the positive pairs', for the left and the "
+              "right rows; the mean of -log(numerator / denominator) over the 2N rows"))
 
 
 OTHER_DIAGONAL = 2.5  # no cosine similarity is 2.5: a loss that reads the diagonal changes
@@ -313,9 +312,8 @@ def train_call(m, x, device):
 
 
 add(Case("train/epoch", 4, train_inputs, train_call, tol=1e-7,
-         hint="per batch: _, out_left = model(x_i); _, out_right = model(x_j); loss = "
-              "simclr_loss_vectorized(out_left, out_right, temperature, device); "
-              "zero_grad, backward, step"))
+         hint="per batch: the projections of both views, the vectorized loss at this temperature "
+              "and device, zero the gradients, backpropagate, step"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -340,8 +338,8 @@ def knn_call(m, x, device):
 
 
 add(Case("knn/scores", 3, knn_inputs, knn_call, tol=1e-8,
-         hint="similarity = features @ bank.T; topk(k); each neighbour adds exp(s / t) to "
-              "its label's score (scatter_add_)"))
+         hint="the similarity of every feature with the bank; the k largest per row; each "
+              "neighbour adds exp(similarity / t) to its label's score"))
 
 
 # ---------------------------------------------------------------------------------------

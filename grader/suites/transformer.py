@@ -295,7 +295,8 @@ suite.add(Case(
     properties=[Property(lambda o: torch.allclose(o["bool"], o["perturbed"], rtol=0, atol=1e-6),
                          "padded keys still get weight: changing them changed the output "
                          "(1 = pad must get exactly zero weight)", "padded keys are ignored")],
-    hint="masked_fill the scores with -inf where key_padding_mask.bool() is True"))
+    hint="scores of padded keys (key_padding_mask true, whatever its dtype) must be -inf before "
+         "the softmax"))
 
 
 def causal_inputs(g):
@@ -371,8 +372,8 @@ suite.add(Case(
                                                       masked=True),
                "eight_heads": mha_inputs(g, d=32, heads=8, batch=2, tgt=3, src=7)},
     mha_call, tol=SOFTMAX_TOL,
-    hint="use self.n_heads and self.d_head everywhere: nothing may assume 4 heads of width 8, "
-         "or a batch larger than one"))
+    hint="use the module's own number of heads and head width everywhere: nothing may assume 4 "
+         "heads of width 8, or a batch larger than one"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -411,7 +412,7 @@ def ffn_call(m, x, device):
 
 
 suite.add(Case("ffn/forward", 1, ffn_inputs, ffn_call, tol=EXACT_TOL,
-               hint="fc2(relu(fc1(x)))"))
+               hint="fc2 of the ReLU of fc1"))
 
 
 # float32 by contract: float32 rounding of angles up to 49 radians is ~5e-6 of the scale
@@ -433,7 +434,8 @@ def positions_call(m, x, device):
 
 suite.add(Case(
     "positions/sinusoidal", 2, position_sizes, positions_call,
-    source_inputs=lambda: {"sizes": list(POSITION_SIZES)}, tol=1e-4, hint="each sin/cos pair (2i, 2i+1) shares the frequency 1/10000^(2i/d_model)"))
+    source_inputs=lambda: {"sizes": list(POSITION_SIZES)}, tol=1e-4,
+    hint="each sin/cos pair (2i, 2i+1) shares the frequency 1/10000^(2i/d_model)"))
 
 
 def make_positions_inputs(g):
@@ -601,7 +603,7 @@ suite.add(Case(
     "model/shift_right", 1, shift_right_inputs,
     lambda m, x, device: {"batch": m.Transformer(**MODEL).shift_right(x["labels"]),
                           "one": m.Transformer(**MODEL).shift_right(x["labels"][-1:])},
-    hint="[EOS, labels[:, :-1]], with every -100 replaced by PAD"))
+    hint="EOS, then labels[:, :-1], with every -100 replaced by PAD"))
 
 
 suite.add(Case(
@@ -609,7 +611,8 @@ suite.add(Case(
     properties=[Property(same_prefix("logits", "changed", "cut"),
                          "the model is not causal: logits at t changed when labels after t "
                          "changed", "causal")],
-    hint="decoder input = [EOS, labels[:, :-1]] with -100 -> PAD; tied lm_head; ignore -100"))
+    hint="the decoder input is EOS followed by the labels but the last, -100 replaced by PAD; "
+         "tied lm_head; the loss ignores -100"))
 
 
 GREEDY_EOS_BIAS = 30.0  # the second model says EOS first: what follows EOS is graded too
@@ -761,8 +764,8 @@ def collate_call(m, x, device):
 
 suite.add(Case(
     "summarize/collate", 3, collate_inputs, collate_call,
-    hint="cut to max_len - 1, append EOS, pad documents with pad_id and labels with -100; "
-         "decoder_input_ids = [eos_id, labels[:, :-1]] with -100 -> pad_id"))
+    hint="cut to max_len - 1 and append EOS; pad documents with pad_id and labels with -100; "
+         "decoder_input_ids: EOS, then the labels but the last, -100 replaced by pad_id"))
 
 
 def masked_loss_inputs(g):
