@@ -151,13 +151,15 @@ class Source:
 
 
 def assignments(node) -> list[tuple[str, ast.AST]]:
-    """(name, value) of `name = value`, `name: T = value` and `a = b = value` statements."""
+    """(name, value) of `name = value`, `name: T = value`, `a = b = value` and
+    `a, b = x, y` statements."""
     if isinstance(node, ast.Assign):
-        return [(t.id, node.value) for t in node.targets if isinstance(t, ast.Name)]
-    if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(
-            node.target, ast.Name):
-        return [(node.target.id, node.value)]
-    return []
+        pairs = unpacked(node.targets, node.value)
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        pairs = [(node.target, node.value)]
+    else:
+        return []
+    return [(t.id, value) for t, value in pairs if isinstance(t, ast.Name)]
 
 
 def self_attributes(node) -> set[str]:
@@ -175,12 +177,28 @@ def class_members(cls: ast.ClassDef, name: str) -> list[ast.AST]:
             found.append(node)
         found += [value for target, value in assignments(node) if target == name]
     for node in ast.walk(cls):
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target, value in unpacked(targets, node.value):
                 if (isinstance(target, ast.Attribute) and target.attr == name
                         and isinstance(target.value, ast.Name) and target.value.id == "self"):
-                    found.append(node.value)
+                    found.append(value)
     return found
+
+
+def unpacked(targets, value) -> list[tuple[ast.AST, ast.AST]]:
+    """(target, value) pairs of an assignment: `a, b = x, y` pairs a with x and b with y;
+    any other tuple target gets the whole value."""
+    pairs = []
+    for target in targets:
+        if isinstance(target, (ast.Tuple, ast.List)):
+            if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts):
+                pairs += list(zip(target.elts, value.elts))
+            else:
+                pairs += [(t, value) for t in target.elts]
+        else:
+            pairs.append((target, value))
+    return pairs
 
 
 class Scope:

@@ -657,7 +657,7 @@ MIN_ACCURACY = 0.80
 ANSWER_LENGTH = 5  # sign, three digits, EOS
 
 
-def reference_tokens(text: str) -> list[int]:
+def training_tokens(text: str) -> list[int]:
     """Tokenization is graded above; the training case uses the oracle's tokenizer (the
     inputs and the held-out split are built in the trusted parent only)."""
     from grader.authoring import oracle_module
@@ -668,7 +668,7 @@ def arithmetic_inputs(g):
     """A seeded 90/10 split of all problems: the child gets the training 90% only."""
     train, _ = arith.split_problems(held_out=0.1,
                                     seed=int(torch.randint(1000, (), generator=g)))
-    train_ids, train_labels = arith.encode_problems(train, reference_tokens)
+    train_ids, train_labels = arith.encode_problems(train, training_tokens)
     return {"train_ids": train_ids.to(torch.uint8), "train_labels": train_labels.to(torch.uint8)}
 
 
@@ -677,7 +677,7 @@ def arithmetic_held_out(x):
     seen = {arith.parse_expression([SOURCE_VOCAB[i] for i in row])
             for row in x["train_ids"].tolist()}
     held_out = [p for p in arith.all_problems() if p not in seen]
-    ids, labels = arith.encode_problems(held_out, reference_tokens)
+    ids, labels = arith.encode_problems(held_out, training_tokens)
     return {"data": {"ids": ids.to(torch.uint8)}, "labels": labels}
 
 
