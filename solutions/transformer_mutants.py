@@ -4,19 +4,6 @@ MUTANTS = {name: (what the student probably did, [(text in the solution, replace
 Each text must occur exactly once in solutions/transformer.py. Fixtures store the outputs
 of every mistake so the grader can name it; tests grade each one and expect lost points.
 """
-# The reference's attention body, which torch_fused_attention replaces whole.
-ATTENTION_BODY = """    scale = 1.0 / math.sqrt(q.shape[-1])  # on q: T*d multiplications instead of T*S
-    scores = torch.bmm(q * scale, k.transpose(1, 2))  # (n, T, S)
-    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # float16 -> float32
-    if key_padding_mask is not None:
-        scores = scores.masked_fill(key_padding_mask.bool()[:, None, :], float("-inf"))
-    if causal:
-        future = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(future, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).to(v.dtype)
-    return torch.bmm(weights, v)
-"""
-
 MUTANTS = {
     "no_scale": (
         "attention scores were not divided by sqrt(d_head)",
@@ -144,15 +131,10 @@ MUTANTS = {
         [("""        token = token.masked_fill(done, model.pad_id)
 """, "")]),
     "torch_fused_attention": (
-        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write "
-        "(a library shortcut: the policy costs this part's cases)",
-        [(ATTENTION_BODY, """    allowed = torch.ones(q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool,
-                         device=q.device)
-    if key_padding_mask is not None:
-        allowed = allowed & ~key_padding_mask.bool()[:, None, :]
-    if causal:
-        allowed = allowed & torch.ones(q.shape[1], k.shape[1], dtype=torch.bool,
-                                       device=q.device).tril()
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-""")]),
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you "
+        "to write (a library shortcut: the policy costs this part's cases)",
+        [("    weights = torch.softmax(scores, dim=-1).to(v.dtype)\n"
+          "    return torch.bmm(weights, v)\n",
+          "    allowed = scores > float(\"-inf\")  # the masks, as the fused kernel takes them\n"
+          "    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)\n")]),
 }
