@@ -204,7 +204,10 @@ def guard(name: str, original, allowed=None):
 
 
 def reading(file=None, mode="r", *_args, **_kwargs) -> bool:
-    return isinstance(mode, str) and not any(flag in mode for flag in "wax+")
+    """A path opened to read (a descriptor number is refused: closing the file object would
+    close the process's own descriptor)."""
+    return (isinstance(file, (str, bytes, os.PathLike)) and isinstance(mode, str)
+            and not any(flag in mode for flag in "wax+"))
 
 
 def reading_fd(path=None, flags=0, *_args, **_kwargs) -> bool:

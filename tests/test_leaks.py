@@ -84,5 +84,7 @@ def test_candidates_cannot_write_start_processes_or_sleep(tmp_path):
                 attempt()
         with open(leaks.__file__) as f:  # reading goes on
             assert f.read(1)
+        with pytest.raises(leaks.Refused):
+            open(0)  # a descriptor of the process's own: its file object would close it
     assert not list(tmp_path.iterdir())
     open(tmp_path / "after", "w").close()  # everything is back
