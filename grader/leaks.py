@@ -15,7 +15,8 @@ as `def loss(a, b, tau, device=None): return formula(a, b, tau)` is found). To s
 each candidate is first called once on the arguments the part received in the reference's
 run; where the part returns plain data (tensors, numbers, strings and containers of them),
 only a candidate that returns the same goes on to the cases. Each part is tried on the
-three cheapest cases that call it, those that call it first preferred.
+three cheapest cases that call it (those that call it first preferred), leaving out any
+that a part doing nothing passes (weights loaded over what an initialisation drew).
 
 Candidates run with file writes, process starts, sockets, signals and sleeping disabled, on
 copies of the inputs, each under a time limit; a candidate that runs out of time, or takes
@@ -29,6 +30,7 @@ import contextlib
 import copy
 import functools
 import importlib
+import importlib.util
 import inspect
 import io
 import os
@@ -52,7 +54,7 @@ PACKAGES = ("grader", "dlkit")   # what the sandbox binds (grader/isolation.py)
 MACHINERY = {"grader.__main__", "grader.worker", "grader.sandbox", "grader.isolation",
              "grader.batch", "grader.cluster", "grader.leaks"}  # never candidates (see above)
 TRIAL_SECONDS = 1                # a candidate taking longer is stopped (it is not a leak)
-REFERENCE_SECONDS = 120         # the reference's own run of a case (a backstop)
+REFERENCE_SECONDS = 120          # the reference's own run of a case (a backstop)
 MEMORY_BYTES = 2 << 30           # address space the check may add to what is mapped already
 CASES_PER_PART = 3
 SLOW_PROBE = 0.25                # seconds: a candidate this slow on a part's smallest call
