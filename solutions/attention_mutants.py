@@ -95,14 +95,12 @@ MUTANTS = {
         [("        output, _ = causal_attention(self.linear_q(x), self.linear_k(x), self.linear_v(x))\n",
           "        output, _ = attention(self.linear_q(x), self.linear_k(x), self.linear_v(x))\n")]),
     "attention_torch_sdpa": (
-        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you "
-        "to write (a library shortcut: the policy costs this part's cases)",
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write",
         [(ATTENTION_BODY, """    att_values = F.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
     return F.scaled_dot_product_attention(q, k, v), att_values
 """)]),
     "causal_torch_sdpa": (
-        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you "
-        "to write (a library shortcut: the policy costs this part's cases)",
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write",
         [("""    att_values = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
     return torch.bmm(att_values, v), att_values
 """, """    att_values = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)

@@ -131,8 +131,7 @@ MUTANTS = {
         [("""        token = token.masked_fill(done, model.pad_id)
 """, "")]),
     "torch_fused_attention": (
-        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you "
-        "to write (a library shortcut: the policy costs this part's cases)",
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write",
         [("    weights = torch.softmax(scores, dim=-1).to(v.dtype)\n"
           "    return torch.bmm(weights, v)\n",
           "    allowed = scores > float(\"-inf\")  # the masks, as the fused kernel takes them\n"

@@ -89,8 +89,7 @@ MUTANTS = {
           "        cls = self.cls_token.expand(x.shape[0], -1, -1)\n        return",
           "cls = self.cls_token.expand(x.shape[0], -1, -1)\n        return")]),
     "unpatchify_fold": (
-        "uses torch.nn.functional.fold, which this part asks you "
-        "to write (a library shortcut: the policy costs this part's cases)",
+        "uses torch.nn.functional.fold, which this part asks you to write",
         [("    x = patches.reshape(B, side, side, channels, p, p)         # (B, h, w, C, p, p)\n"
           "    x = x.permute(0, 3, 1, 4, 2, 5)                            # (B, C, h, p, w, p)\n"
           "    return x.reshape(B, channels, side * p, side * p)\n",

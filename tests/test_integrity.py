@@ -350,6 +350,19 @@ def test_the_reference_and_the_skeleton_use_no_banned_call(assignment):
         assert policy.violations((folder / f"{assignment}.py").read_bytes(), suite) == {}
 
 
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_mutants_that_take_a_shortcut_are_named_by_the_policy(assignment):
+    """An equivalent that uses a banned call became a mutant; its description is what the
+    policy's message says, so grading names it."""
+    from grader import authoring
+    suite = load_suite(assignment)
+    for name, (description, _) in authoring.mutants(assignment).items():
+        found = policy.violations(
+            authoring.variant_source(assignment, name, "mutants").encode(), suite)
+        if "which this part asks you to write" in description:
+            assert found and all(description in m for m in found.values()), name
+
+
 def test_an_unparsable_source_fails_the_checked_cases_closed():
     suite = load_suite("transformer")
     for unreadable in (b"x = 1" + b"+1" * 200_000,  # too deep for the parser
