@@ -366,10 +366,14 @@ def failed_property(case: Case, got) -> str | None:
     return None
 
 
+MAX_NAMED = 2  # outputs that more known mistakes produce alike name none of them
+
+
 def diagnose(got, mutants: dict, tol: float) -> str | None:
-    """The description of the known mistake whose outputs match `got`, if exactly one does
-    (outputs that several mistakes produce alike name none of them)."""
+    """The description of the known mistake whose outputs match `got`; when two produce
+    these outputs alike (a mistake in a part the case builds on, and one in its own part),
+    both, joined by "; or: "."""
     matches = [mutant["description"] for mutant in mutants.values()
                if validate(got, mutant["outputs"], finite=False) is None
                and distance(got, mutant["outputs"]) <= tol]
-    return matches[0] if len(matches) == 1 else None
+    return "; or: ".join(matches) if 0 < len(matches) <= MAX_NAMED else None
