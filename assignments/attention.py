@@ -51,7 +51,9 @@ class PositionalEncoder(nn.Module):
     def __init__(self, d_model: int, max_seq_len: int = 80):
         super().__init__()
         self.d_model = d_model
-        # TODO: fill a (max_seq_len, d_model) float32 tensor pe (two loops are fine), even columns sin, odd cos.
+        # TODO: a float32 table of max_seq_len rows and d_model columns: column pairs (2i, 2i+1)
+        #       share one frequency, sine in the even column, cosine in the odd one; stored as
+        #       (1, max_seq_len, d_model).
         raise NotImplementedError("PositionalEncoder.__init__: not implemented yet")
         self.register_buffer("pe", pe.unsqueeze(0))  # (1, L, d_model), moves with .to()
 
@@ -80,9 +82,15 @@ def attention(q: torch.Tensor, k: torch.Tensor,
         (output, att_values): output (N, L_q, d_v) and the attention weights
         att_values (N, L_q, L_k). The softmax runs over the keys (the last dimension), so
         every row att_values[n, i, :] sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     assert q.shape[-1] == k.shape[-1], "queries and keys must have the same size d_k"
-    # TODO: torch.bmm(q, k.transpose(-2, -1)) gives every score; scale, softmax over the keys, then bmm with v.
+    # TODO: every query meets every key in one batched product, (N, L_q, L_k), scaled by
+    #       1/sqrt(d_k); normalise over the keys; the weights then mix the values into (N, L_q,
+    #       d_v).
     raise NotImplementedError("attention: not implemented yet")
 
 
@@ -104,12 +112,19 @@ class SelfAttention(nn.Module):
     def __init__(self, input_dim: int, key_dim: int, output_dim: int):
         super().__init__()
         self.input_dim, self.key_dim, self.output_dim = input_dim, key_dim, output_dim
-        # TODO: three nn.Linear layers named linear_q, linear_k, linear_v, created in that order.
+        # TODO: three linear projections of x: queries and keys of size key_dim, values of size
+        #       output_dim (names and creation order in the docstring).
         raise NotImplementedError("SelfAttention.__init__: not implemented yet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim)."""
-        # TODO: project x three times and call attention(q, k, v); drop the weights.
+        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
+        # TODO: queries, keys and values all come from x (N, L, input_dim); attention gives
+        #       (output, weights), and only the output is returned.
         raise NotImplementedError("SelfAttention.forward: not implemented yet")
 
 
@@ -125,15 +140,21 @@ class CrossAttention(nn.Module):
     def __init__(self, x_input_dim: int, y_input_dim: int, key_dim: int, output_dim: int):
         super().__init__()
         self.key_dim, self.output_dim = key_dim, output_dim
-        # TODO: like SelfAttention, but linear_k and linear_v read y's features.
+        # TODO: as in SelfAttention, except that keys and values are projections of y, whose
+        #       feature size differs from x's.
         raise NotImplementedError("CrossAttention.__init__: not implemented yet")
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x: (N, L_x, x_input_dim), y: (N, L_y, y_input_dim); L_x and L_y may differ.
 
         Returns (N, L_x, output_dim): one output per query position of x.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
-        # TODO: q from x, k and v from y, then attention.
+        # TODO: queries come from x (N, L_x, .), keys and values from y (N, L_y, .): the output
+        #       has x's length.
         raise NotImplementedError("CrossAttention.forward: not implemented yet")
 
 
@@ -152,7 +173,8 @@ class MultiHeadedAttention(nn.Module):
 
     def __init__(self, attn_modules: list[nn.Module], final_output_dim: int):
         super().__init__()
-        # TODO: nn.ModuleList(attn_modules), then one nn.Linear from the summed head sizes.
+        # TODO: keep the heads as registered submodules (their weights load by name) and one
+        #       linear layer from the heads' joined width to final_output_dim.
         raise NotImplementedError("MultiHeadedAttention.__init__: not implemented yet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,8 +182,13 @@ class MultiHeadedAttention(nn.Module):
 
         Run every head on x, concatenate their outputs along the feature dimension (head 0's
         features first), then apply linear_out.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
-        # TODO: torch.cat([...], dim=-1) of the head outputs, then self.linear_out.
+        # TODO: every head sees the same x; join their outputs feature-wise, head 0 first, then
+        #       map them to final_output_dim.
         raise NotImplementedError("MultiHeadedAttention.forward: not implemented yet")
 
 
@@ -179,8 +206,13 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor,
     Returns:
         (output (N, L, d_v), att_values (N, L, L)): att_values[n, i, j] is exactly 0 for
         every j > i, and every row still sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
-    # TODO: set the scores above the diagonal (j > i) to -inf before the softmax.
+    # TODO: keys after the query (j > i) must end with weight exactly 0: deal with their scores
+    #       before normalising.
     raise NotImplementedError("causal_attention: not implemented yet")
 
 
@@ -191,6 +223,11 @@ class CausalSelfAttention(SelfAttention):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only."""
-        # TODO: SelfAttention.forward with causal_attention in place of attention.
+        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
+        # TODO: the projections of SelfAttention; only the attention becomes the causal one.
         raise NotImplementedError("CausalSelfAttention.forward: not implemented yet")

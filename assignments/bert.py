@@ -51,8 +51,13 @@ def scaled_dot_product(q, k, v, attn_drop_rate: float = 0.1, mask=None):
     with probability `attn_drop_rate` on the weights (pass 0.0 to switch it off); then the
     weights times v. Returns (values (B, heads, T, d), attention (B, heads, T, T)); the
     attention returned is the one after dropout.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`.
     """
-    # TODO: logits (B, h, T, T); mask[:, None, None, :] hides key columns; softmax(-1); F.dropout(p); @ v
+    # TODO: scores (B, heads, T, T) scaled by 1/sqrt(d); a masked key hides its whole column,
+    #       for every query; normalise over the keys, drop weights out at attn_drop_rate, then
+    #       mix the values.
     raise NotImplementedError("scaled_dot_product: not implemented yet")
     return values, attention
 
@@ -75,16 +80,25 @@ class MultiHeadAttention(nn.Module):
         self.embed_dim, self.n_heads = embed_dim, n_heads
         self.head_dim = embed_dim // n_heads
         self.attn_drop_rate = attn_drop_rate
-        # TODO: self.qkv_proj = nn.Linear(E, 3 * E); self.o_proj = nn.Linear(E, E); then _reset_parameters()
+        # TODO: one fused projection E -> 3E for queries, keys and values and one output
+        #       projection E -> E (names in the docstring), then the initialisation.
         raise NotImplementedError("MultiHeadAttention.__init__: not implemented yet")
 
     def _reset_parameters(self):
-        # TODO: nn.init.xavier_uniform_ on both weights, nn.init.zeros_ on both biases
+        # TODO: Xavier-uniform weights and zero biases, for both projections.
         raise NotImplementedError("MultiHeadAttention._reset_parameters: not implemented yet")
 
     def forward(self, x, mask=None):
+        """See the class docstring.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         B, T, _ = x.shape
-        # TODO: qkv (B,T,h,3d) -> permute (B,h,T,3d) -> chunk 3; attention (no dropout in eval); merge heads; o_proj
+        # TODO: the fused projection is (B, T, heads, 3 * head_dim), each head's block holding
+        #       its q, k and v in that order; attend per head (dropout only while training),
+        #       bring the heads back to (B, T, E), then project.
         raise NotImplementedError("MultiHeadAttention.forward: not implemented yet")
         return out
 
@@ -97,17 +111,24 @@ class TransformerBlock(nn.Module):
     `nn.Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout(layer_drop_rate))` (the
     source's width: no expansion). Attribute names: `attention`, `dropout`, `norm1`, `ffn`,
     `norm2`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, embed_dim: int, n_heads: int, attn_drop_rate: float,
                  layer_drop_rate: float):
         super().__init__()
-        # TODO: attention, dropout, norm1, ffn = nn.Sequential(Linear, GELU, Linear, Dropout), norm2
+        # TODO: the attribute names and the feed-forward's layers are in the class docstring;
+        #       the feed-forward keeps the width E.
         raise NotImplementedError("TransformerBlock.__init__: not implemented yet")
 
     def forward(self, inputs):
         x, mask = inputs
-        # TODO: h = norm1(x + dropout(attention(x, mask))); out = norm2(h + ffn(h))
+        # TODO: post-LN: each sublayer's output is added to its input and the sum normalised;
+        #       attention (with the mask) first, the feed-forward second; the mask travels on
+        #       with the output.
         raise NotImplementedError("TransformerBlock.forward: not implemented yet")
         return out, mask
 
@@ -144,17 +165,23 @@ class BertModel(nn.Module):
     `pos_encoding = PositionalEncoding(E, layer_drop_rate)` -> `layers`, an nn.Sequential of
     n_layers TransformerBlocks -> `mlm_head = nn.Linear(E, vocab_size)`.
     forward(batch_text (B, T) int64, mask (B, T) or None) -> logits (B, T, vocab_size).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, n_layers: int, vocab_size: int, embed_dim: int, n_heads: int,
                  attn_drop_rate: float, layer_drop_rate: float):
         super().__init__()
         self.vocab_size = vocab_size
-        # TODO: embedding (vocab_size + 1 rows), pos_encoding, layers = nn.Sequential(*blocks), mlm_head
+        # TODO: the four attributes of the class docstring; the embedding has one row more than
+        #       the vocabulary, for the mask token.
         raise NotImplementedError("BertModel.__init__: not implemented yet")
 
     def forward(self, batch_text, mask=None):
-        # TODO: x = pos_encoding(embedding(text)); x, _ = layers((x, mask)); return mlm_head(x)
+        # TODO: ids (B, T) become vectors (B, T, E) with their positions; the blocks pass (x,
+        #       mask) pairs along; the head gives (B, T, vocab_size).
         raise NotImplementedError("BertModel.forward: not implemented yet")
         return logits
 
@@ -178,8 +205,13 @@ def mask_inputs(text, mask_token: int, vocab_size: int, mask_rate: float = 0.15,
     only_mask=True: every selected token becomes `mask_token` (the same draws are made).
     labels: the original id where selected, IGNORE_INDEX (-100) everywhere else.
     The input is not modified.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `transformers.DataCollatorForLanguageModeling`.
     """
-    # TODO: three draws in order (rand, rand, randint); torch.where for the text and the labels
+    # TODO: the draws and their order are fixed by the docstring (two uniform tensors of the
+    #       text's shape, then random ids); decide every token's fate from them at once, without
+    #       loops.
     raise NotImplementedError("mask_inputs: not implemented yet")
     return masked_text, labels
 
@@ -193,7 +225,9 @@ def pretraining_step(model, optimizer, text, mask_token: int, vocab_size: int,
     `F.cross_entropy` of logits (B * T, vocab_size) against the labels flattened (-100 is
     ignored); then clear the gradients, backward, optimizer step.
     """
-    # TODO: mask_inputs; logits = model(masked, pad_mask); cross_entropy on reshaped; zero_grad, backward, step
+    # TODO: corrupt the batch, predict every position with padding hidden from attention, score
+    #       only the labelled positions against the vocabulary, take one optimiser step; return
+    #       the loss as a float.
     raise NotImplementedError("pretraining_step: not implemented yet")
     return loss.item()
 
@@ -220,11 +254,15 @@ class BERTGRUSentiment(nn.Module):
         super().__init__()
         self.bert = bert
         embedding_dim = bert.config.hidden_size
-        # TODO: self.rnn = nn.GRU(...batch_first=True...); self.out = nn.Linear(...); self.dropout
+        # TODO: a GRU over BERT's hidden size (batch first, dropout only between layers), a
+        #       linear layer from its final state (twice as wide when bidirectional) to
+        #       output_dim, and a dropout.
         raise NotImplementedError("BERTGRUSentiment.__init__: not implemented yet")
 
     def forward(self, text):
-        # TODO: with torch.no_grad(): bert(text)[0]; _, hidden = rnn(...); cat(hidden[-2], hidden[-1]) if bidirectional
+        # TODO: BERT stays frozen (no gradients through it); its sequence output (B, T, hidden)
+        #       feeds the GRU; the last layer's final state, both directions side by side when
+        #       bidirectional, goes through the dropout and the output layer.
         raise NotImplementedError("BERTGRUSentiment.forward: not implemented yet")
         return logits
 
@@ -241,7 +279,7 @@ def freeze_bert(model: nn.Module) -> int:
 def binary_accuracy(preds, y):
     """The fraction of logits `preds` (N,) whose rounded sigmoid equals the 0/1 label `y`
     (N,): a 0-dim tensor, e.g. 0.8 for 8 right out of 10 (not 8)."""
-    # TODO: torch.round(torch.sigmoid(preds)) == y, as floats, averaged
+    # TODO: a logit above 0 predicts 1; return the fraction of predictions equal to y.
     raise NotImplementedError("binary_accuracy: not implemented yet")
     return acc
 
@@ -254,7 +292,8 @@ def train(model, iterator, optimizer, criterion, progress: bool = False):
     epoch_loss, epoch_acc, batches = 0.0, 0.0, 0
     model.train()
     for text, label in tqdm(iterator, disable=not progress, leave=False):
-        # TODO: zero_grad; predictions = model(text).squeeze(1); loss; acc = binary_accuracy; backward; step
+        # TODO: per batch: logits (B, 1) become (B,), the criterion and binary_accuracy score
+        #       them, one optimiser step; return the mean loss and accuracy over the batches.
         raise NotImplementedError("train: not implemented yet")
         epoch_loss, epoch_acc = epoch_loss + loss.item(), epoch_acc + acc.item()
         batches += 1
@@ -265,7 +304,7 @@ def evaluate(model, iterator, criterion):
     """`train`'s loop in eval mode under torch.no_grad(), without any update. Returns
     (mean loss, mean accuracy) over the batches, as Python floats."""
     epoch_loss, epoch_acc, batches = 0.0, 0.0, 0
-    # TODO: model.eval(); with torch.no_grad(): the same per-batch loss and accuracy, no step
+    # TODO: the same means as train, in evaluation mode, without gradients and without steps.
     raise NotImplementedError("evaluate: not implemented yet")
     return epoch_loss / batches, epoch_acc / batches
 
@@ -282,7 +321,8 @@ def predict_sentiment(model, tokenizer, sentence: str, max_input_length: int = 5
     [sep_token_id], a batch of one on the model's device, sigmoid of the logit (eval mode)."""
     model.eval()
     device = next(model.parameters()).device
-    # TODO: tokens[:max_input_length - 2]; [cls] + ids + [sep]; tensor (1, T); torch.sigmoid(model(...)).item()
+    # TODO: tokenize, leave room for the two special tokens, put the ids between CLS and SEP as
+    #       a batch of one (1, T), and return the positive class's probability as a float.
     raise NotImplementedError("predict_sentiment: not implemented yet")
     return prediction.item()
 
@@ -301,7 +341,9 @@ def bert_attention(bert, input_ids, token_type_ids=None, attention_mask=None):
     `att = bert.encoder.layer[l].attention.self` (`att.query`, `att.key`: nn.Linear;
     heads = bert.config.num_attention_heads), compute softmax(q k^T / sqrt(head_dim)) with
     padding keys at -inf. Returns (layers, B, heads, T, T).
-    Do not use output_attentions: the grader compares your maps with it.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): the `output_attentions` option.
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
@@ -312,7 +354,9 @@ def bert_attention(bert, input_ids, token_type_ids=None, attention_mask=None):
                              attention_mask=attention_mask,
                              output_hidden_states=True).hidden_states
         maps = []
-        # TODO: for each layer: q, k = att.query(h), att.key(h) -> (B, heads, T, d); scores; -inf on padding; softmax
+        # TODO: each layer's input (B, T, hidden) gives queries and keys through that layer's
+        #       own projections, split into heads (B, heads, T, head_dim); padding keys get no
+        #       weight.
         raise NotImplementedError("bert_attention: not implemented yet")
     return torch.stack(maps)
 

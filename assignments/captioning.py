@@ -42,8 +42,14 @@ def rnn_step_forward(x: torch.Tensor, prev_h: torch.Tensor, Wx: torch.Tensor,
         Wx: (D, H) input-to-hidden weights. Wh: (H, H) hidden-to-hidden weights. b: (H,).
     Returns:
         next_h: (N, H), and cache: whatever `rnn_step_backward` needs (your choice).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
-    # TODO: one line for next_h; keep the inputs, weights and next_h in the cache.
+    # TODO: x (N, D) through Wx and prev_h (N, H) through Wh, plus b, squashed by tanh: (N, H);
+    #       cache what the backward pass will need.
     raise NotImplementedError("rnn_step_forward: not implemented yet")
     return next_h, cache
 
@@ -55,8 +61,14 @@ def rnn_step_backward(dnext_h: torch.Tensor, cache):
         dnext_h: (N, H) gradient of the loss with respect to next_h. cache: from the forward.
     Returns:
         (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.autograd.grad`, `torch.autograd.backward`,
+    `torch.autograd.functional.vjp`, `torch.func.vjp`, `torch.func.grad`, the `backward`
+    option.
     """
-    # TODO: d tanh(a) / da = 1 - tanh(a)**2 = 1 - next_h**2; then the chain rule for a matmul.
+    # TODO: go back through tanh first (its derivative can be written with next_h), then through
+    #       both matrix products; every gradient has the shape of what it differentiates.
     raise NotImplementedError("rnn_step_backward: not implemented yet")
     return dx, dprev_h, dWx, dWh, db
 
@@ -69,8 +81,14 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.T
         x: (N, T, D) inputs. h0: (N, H) initial hidden state. Wx (D, H), Wh (H, H), b (H,).
     Returns:
         h: (N, T, H), the hidden state of every step (h0 not included), and cache.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
-    # TODO: loop t = 0..T-1, store each step's cache in a list; torch.stack the states.
+    # TODO: one step per time t, each from the previous state (h0 first); the states make (N, T,
+    #       H); keep every step's cache.
     raise NotImplementedError("rnn_forward: not implemented yet")
     return h, cache
 
@@ -84,8 +102,14 @@ def rnn_backward(dh: torch.Tensor, cache):
         cache: from `rnn_forward`.
     Returns:
         (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.autograd.grad`, `torch.autograd.backward`,
+    `torch.autograd.functional.vjp`, `torch.func.vjp`, `torch.func.grad`, the `backward`
+    option.
     """
-    # TODO: loop t = T-1..0; the gradient into h_t is dh[:, t] plus what step t+1 sent back.
+    # TODO: walk the steps backwards: the gradient reaching h_t is its own upstream part plus
+    #       what step t+1 sent back; the weights' gradients add up over the steps.
     raise NotImplementedError("rnn_backward: not implemented yet")
     return dx, dh0, dWx, dWh, db
 
@@ -128,8 +152,14 @@ class WordEmbedding(nn.Module):
         self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D)."""
-        # TODO: index the table with the ids; one line, no loops.
+        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.embedding`, `torch.nn.Embedding`,
+        `torch.embedding`.
+        """
+        # TODO: each id selects one row of W_embed (V, D): ids (N, T) give (N, T, D), without
+        #       loops.
         raise NotImplementedError("WordEmbedding.forward: not implemented yet")
         return out
 
@@ -149,7 +179,8 @@ def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor,
         A scalar: the loss summed over time steps and averaged over the N captions
         (not over the tokens).
     """
-    # TODO: F.cross_entropy on (N*T, V) and (N*T,) with reduction="sum", divided by N.
+    # TODO: the cross-entropy of every kept time step against its target, summed over all of
+    #       them, then divided by the batch size N (not by the number of steps).
     raise NotImplementedError("temporal_softmax_loss: not implemented yet")
     return loss
 
@@ -191,7 +222,8 @@ class CaptioningRNN(nn.Module):
         self._end = word_to_idx.get("<END>")
         self.ignore_index = ignore_index
         self.image_encoder = ImageEncoder(out_channels=input_dim, width=encoder_width)
-        # TODO: four layers: feature_proj, word_embedding, rnn (class by cell_type), output.
+        # TODO: the attributes named in the docstring; the recurrent module's class follows
+        #       cell_type.
         raise NotImplementedError("CaptioningRNN.__init__: not implemented yet")
 
     def forward(self, images: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
@@ -201,7 +233,9 @@ class CaptioningRNN(nn.Module):
         The model reads captions[:, :-1] and must predict captions[:, 1:]: the word at t+1
         from the words up to t. Returns the scalar `temporal_softmax_loss` (ignore_index).
         """
-        # TODO: features -> h0 (rnn, lstm) or A (attn); embed; run self.rnn; scores; loss.
+        # TODO: image features give the initial state (averaged over the grid for rnn and lstm)
+        #       or the projected grid A (attn); the captions without their last word are the
+        #       inputs, without their first the targets.
         raise NotImplementedError("CaptioningRNN.forward: not implemented yet")
         return loss
 
@@ -221,7 +255,8 @@ class CaptioningRNN(nn.Module):
             `dtype=A.dtype`. Keep feeding back the chosen word after a caption's <END>: the
             weights of every step are graded, those after <END> too.
         """
-        # TODO: loop max_length times: embed the last word, one step of self.rnn, argmax.
+        # TODO: start from <START>; every step feeds back the most likely word of the step
+        #       before; after a caption's <END> only <NULL> follows.
         raise NotImplementedError("CaptioningRNN.sample: not implemented yet")
         return captions
 
@@ -249,6 +284,11 @@ class LSTM(nn.Module):
         i, f, o = sigmoid of their H columns, g = tanh of its H columns,
         next_c = f * prev_c + i * g,  next_h = o * tanh(next_c).
     Backward comes from autograd.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):
@@ -259,7 +299,8 @@ class LSTM(nn.Module):
 
     def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor, prev_c: torch.Tensor):
         """x (N, D), prev_h (N, H), prev_c (N, H) -> (next_h (N, H), next_c (N, H))."""
-        # TODO: a.chunk(4, dim=1) gives i, f, o, g in that order.
+        # TODO: one activation (N, 4H) holds the four gates in the order i, f, o, g: sigmoid for
+        #       three of them, tanh for g; the new cell mixes the old memory and the new input.
         raise NotImplementedError("LSTM.step_forward: not implemented yet")
         return next_h, next_c
 
@@ -268,7 +309,8 @@ class LSTM(nn.Module):
 
         The cell state starts at zero.
         """
-        # TODO: c0 = torch.zeros_like(h0); loop over t calling step_forward; torch.stack.
+        # TODO: the cell starts at zero; one step_forward per time step; return every step's
+        #       hidden state, (N, T, H).
         raise NotImplementedError("LSTM.forward: not implemented yet")
         return hn
 
@@ -282,8 +324,14 @@ def dot_product_attention(prev_h: torch.Tensor, A: torch.Tensor):
         attn: (N, H), the features averaged with the attention weights, and
         attn_weights: (N, D_a, D_a), softmax over the D_a * D_a cells of
         prev_h . A[:, :, cell] / sqrt(H); they sum to 1 for every image.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
-    # TODO: flatten A to (N, H, 16); bmm with prev_h; divide by sqrt(H), not sqrt(D_a).
+    # TODO: the 4x4 grid is 16 positions of width H; each position's score is its dot product
+    #       with prev_h over sqrt(H) (H, not the grid's side); the output (N, H) mixes the
+    #       positions, the weights go back to (N, 4, 4).
     raise NotImplementedError("dot_product_attention: not implemented yet")
     return attn, attn_weights
 
@@ -294,6 +342,11 @@ class AttentionLSTM(nn.Module):
     Parameters Wx (D, 4H), Wh (H, 4H), Wattn (H, 4H), b (4H,). At each step the previous
     hidden state attends over A (`dot_product_attention`), and the attended vector enters
     the activation: a = x @ Wx + prev_h @ Wh + attn @ Wattn + b, gates i, f, o, g as in LSTM.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):
@@ -306,7 +359,8 @@ class AttentionLSTM(nn.Module):
     def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor, prev_c: torch.Tensor,
                      attn: torch.Tensor):
         """x (N, D), prev_h, prev_c, attn (N, H) -> (next_h (N, H), next_c (N, H))."""
-        # TODO: the LSTM step with one more term, attn @ self.Wattn, in the activation.
+        # TODO: the LSTM step, with the attention vector as one more input to the activation,
+        #       through Wattn.
         raise NotImplementedError("AttentionLSTM.step_forward: not implemented yet")
         return next_h, next_c
 
@@ -315,6 +369,7 @@ class AttentionLSTM(nn.Module):
 
         Both h0 and c0 are the spatial mean of A, A.mean(dim=(2, 3)).
         """
-        # TODO: h = c = A.mean(dim=(2, 3)); each step: attention with h, then step_forward.
+        # TODO: both states start as the grid's mean (N, H); every step attends with the
+        #       previous hidden state before stepping.
         raise NotImplementedError("AttentionLSTM.forward: not implemented yet")
         return hn

@@ -52,8 +52,13 @@ def get_similarity_no_loop(text_features: torch.Tensor,
 
     text_features: (N, D); image_features: (M, D). Returns (N, M): entry (i, j) is the
     cosine similarity of text i and image j (normalise the rows to unit L2 norm first).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
     """
-    # TODO: divide each row by its L2 norm (dim=-1, keepdim=True), then text @ image.T
+    # TODO: make every row unit length, then let every text row meet every image row in one
+    #       product: (N, D) and (M, D) give (N, M).
     raise NotImplementedError("get_similarity_no_loop: not implemented yet")
     return similarity
 
@@ -71,7 +76,9 @@ def clip_contrastive_loss(image_features: torch.Tensor, text_features: torch.Ten
     image against all texts (rows of logits) and each text against all images (columns),
     each averaged over the batch. Returns a 0-dim tensor.
     """
-    # TODO: logits = exp(logit_scale) * cosine similarities (B, B); labels = arange(B); average the cross-entropy of logits and of logits.T
+    # TODO: the (B, B) cosine similarities scaled by exp(logit_scale); pair i is the right
+    #       answer for row i in both directions (images to texts, texts to images); average the
+    #       two cross-entropies.
     raise NotImplementedError("clip_contrastive_loss: not implemented yet")
     return loss
 
@@ -90,7 +97,8 @@ def clip_zero_shot_classifier(clip_model, clip_preprocess, images, class_texts, 
     device: where the model is. Returns a list of len(images) strings, each one of
     `class_texts`. Run the encoders without gradients.
     """
-    # TODO: tokenize + encode_text the classes; preprocess, stack, encode_image the images; get_similarity_no_loop (C, M); argmax over the classes
+    # TODO: encode the class texts and the preprocessed images, compare every class with every
+    #       image (C, M), and give each image its most similar class.
     raise NotImplementedError("clip_zero_shot_classifier: not implemented yet")
     return pred_classes
 
@@ -106,13 +114,15 @@ class CLIPImageRetriever:
         """clip_model, clip_preprocess, device: as in `clip_zero_shot_classifier`;
         images: list of uint8 arrays (H, W, 3), the gallery."""
         self.clip_model, self.device = clip_model, device
-        # TODO: preprocess and stack the images, encode_image them without gradients, keep the unit-normalised features (M, E)
+        # TODO: encode the gallery once, here, without gradients, and keep unit-length features
+        #       (M, E).
         raise NotImplementedError("CLIPImageRetriever.__init__: not implemented yet")
 
     def retrieve(self, query: str, k: int = 2) -> list:
         """Indices of the k gallery images most similar to the text `query`, most similar
         first (a list of k Python ints)."""
-        # TODO: encode_text(tokenize([query])); similarities with every image (M,); topk(k)
+        # TODO: encode the query, score every gallery image by cosine similarity (M,), and
+        #       return the k best indices, best first, as Python ints.
         raise NotImplementedError("CLIPImageRetriever.retrieve: not implemented yet")
         return indices
 
@@ -137,7 +147,10 @@ def dino_loss(student_output: torch.Tensor, teacher_output: torch.Tensor,
     and every student view s != t, the cross-entropy sum_K -p_t log p_s averaged over the
     batch; the loss is the mean over those V_t * (V - 1) pairs. Returns a 0-dim tensor.
     """
-    # TODO: p_t = softmax((teacher - center) / teacher_temp, -1).detach(); log_p_s = log_softmax(student / student_temp, -1); average -(p_t * log_p_s).sum(-1).mean() over pairs s != t
+    # TODO: teacher distributions: centred, sharpened by teacher_temp, normalised over K, with
+    #       no gradient; student log-distributions at student_temp; the cross-entropy of every
+    #       (teacher view, different student view) pair, averaged over the batch and over the
+    #       pairs.
     raise NotImplementedError("dino_loss: not implemented yet")
     return loss
 
@@ -158,8 +171,14 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float = 0.996) 
     """Move the teacher's parameters towards the student's, in place:
     teacher_p = momentum * teacher_p + (1 - momentum) * student_p for every parameter (in
     the order of `.parameters()`; both modules have the same architecture). The student is
-    not changed; nothing here builds a graph."""
-    # TODO: zip(teacher.parameters(), student.parameters()); p_t.mul_(momentum).add_(p_s, alpha=1 - momentum)
+    not changed; nothing here builds a graph.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.optim.swa_utils.AveragedModel`,
+    `torch.optim.swa_utils.get_ema_multi_avg_fn`, `torch.optim.swa_utils.get_ema_avg_fn`.
+    """
+    # TODO: every teacher parameter moves, in place and without gradients, to momentum times
+    #       itself plus (1 - momentum) times its student counterpart.
     raise NotImplementedError("ema_update: not implemented yet")
 
 
@@ -179,7 +198,8 @@ class DINOSegmentation:
 
     def __init__(self, device, num_classes: int, inp_dim: int = 384):
         self.device, self.num_classes, self.inp_dim = device, num_classes, inp_dim
-        # TODO: e.g. nn.Sequential(nn.Linear(inp_dim, 256), nn.ReLU(), nn.Linear(256, num_classes)) on device, and an AdamW optimiser with weight decay
+        # TODO: any small classifier from inp_dim features to num_classes scores, on device, and
+        #       an optimiser for it (weight decay helps).
         raise NotImplementedError("DINOSegmentation.__init__: not implemented yet")
 
     def train(self, X_train: torch.Tensor, Y_train: torch.Tensor, num_iters: int = 500):
@@ -187,14 +207,15 @@ class DINOSegmentation:
         0..C-1; `num_iters` full-batch optimisation steps of the cross-entropy."""
         X_train = X_train.to(self.device, torch.float32)
         Y_train = Y_train.to(self.device, torch.long)
-        # TODO: num_iters times: cross-entropy of self.model(X_train) against Y_train; zero_grad, backward, step
+        # TODO: num_iters optimisation steps of the classification loss of the patch scores (P,
+        #       C) against their labels (P,).
         raise NotImplementedError("DINOSegmentation.train: not implemented yet")
 
     @torch.no_grad()
     def inference(self, X_test: torch.Tensor) -> torch.Tensor:
         """Predicted class of each patch: X_test (P, D) -> (P,) int64."""
         X_test = X_test.to(self.device, torch.float32)
-        # TODO: argmax of self.model(X_test) over the classes
+        # TODO: the most likely class of every patch: (P,) integer labels.
         raise NotImplementedError("DINOSegmentation.inference: not implemented yet")
         return pred_classes
 

@@ -64,8 +64,13 @@ class AttentionHead(nn.Module):
         Returns (out (B, T, n_hidden), alpha (B, T, S)) with
         alpha = softmax(Q K^T / sqrt(n_hidden)) over the keys (blocked entries exactly 0)
         and out = alpha V.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.scaled_dot_product_attention`.
         """
-        # TODO: project x; with a cache, cat cached k, v before the new (dim=1), store back; -inf where mask == 0.
+        # TODO: queries, keys and values from x; with a cache, the new keys and values follow
+        #       the cached ones in time and the cache keeps them all; pairs whose mask is 0 get
+        #       weight exactly 0.
         raise NotImplementedError("AttentionHead.forward: not implemented yet")
 
 
@@ -75,11 +80,16 @@ class MultiHeadedAttention(nn.Module):
     Attribute names (the grader loads weights by name): `heads`, an nn.ModuleList of
     `num_heads` AttentionHead(dim, n_hidden), and `project`, nn.Linear(num_heads *
     n_hidden, dim).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.MultiheadAttention`,
+    `torch.nn.functional.multi_head_attention_forward`.
     """
 
     def __init__(self, dim: int, n_hidden: int, num_heads: int):
         super().__init__()
-        # TODO: an nn.ModuleList of num_heads AttentionHead(dim, n_hidden); nn.Linear(num_heads * n_hidden, dim).
+        # TODO: num_heads independent heads as registered submodules, and a projection from
+        #       their joined width back to dim (names in the docstring).
         raise NotImplementedError("MultiHeadedAttention.__init__: not implemented yet")
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor],
@@ -91,7 +101,9 @@ class MultiHeadedAttention(nn.Module):
         first), project them, and stack their weights on dim 1.
         Returns (out (B, T, dim), alphas (B, num_heads, T, S)).
         """
-        # TODO: loop over self.heads (head h gets kv_cache[h]); cat outputs on dim -1, project; stack alphas on dim 1.
+        # TODO: every head on the same x (head h with its own cache entry); join the outputs
+        #       feature-wise, head 0 first, and project; all heads' weights make (B, num_heads,
+        #       T, T).
         raise NotImplementedError("MultiHeadedAttention.forward: not implemented yet")
 
 
@@ -141,11 +153,16 @@ class KVCache:
 
 
 class Transformer(nn.Module):
-    """`num_layers` AttentionResidual blocks, in an nn.ModuleList named `layers`."""
+    """`num_layers` AttentionResidual blocks, in an nn.ModuleList named `layers`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
+    """
 
     def __init__(self, dim: int, attn_dim: int, mlp_dim: int, num_heads: int, num_layers: int):
         super().__init__()
-        # TODO: nn.ModuleList of num_layers AttentionResidual(dim, attn_dim, mlp_dim, num_heads).
+        # TODO: num_layers residual blocks, registered under the name in the docstring.
         raise NotImplementedError("Transformer.__init__: not implemented yet")
 
     def forward(self, x: Tensor, attn_mask: Optional[Tensor], return_attn: bool = False,
@@ -156,7 +173,8 @@ class Transformer(nn.Module):
         Returns (out (B, T, dim), attns): attns is None unless return_attn, else the
         weights of every layer stacked on dim 1: (B, num_layers, num_heads, T, S).
         """
-        # TODO: run the layers in order; collect alphas only if return_attn, then torch.stack them on dim 1.
+        # TODO: each block's output feeds the next; with return_attn every block's weights
+        #       together make (B, num_layers, num_heads, T, T), else None.
         raise NotImplementedError("Transformer.forward: not implemented yet")
 
 
@@ -181,13 +199,14 @@ class MyTokenizer:
         """The start token's id followed by the id of each word of `s`
         (`word_tokenize(s)`); a word outside the vocabulary becomes <UNK>.
         Returns an int64 tensor of shape (1 + number of words,)."""
-        # TODO: start id, then self.tok_to_id's id of each word (self.unk_id if missing), as torch.long.
+        # TODO: the start token, then one id per word of the word tokenizer (an unknown word
+        #       gets <UNK>'s id), as an int64 tensor.
         raise NotImplementedError("MyTokenizer.encode: not implemented yet")
 
     def decode(self, toks: Tensor) -> str:
         """The tokens of the ids `toks` (1-D), joined with single spaces; <START> and
         the other specials are written out as they are ("<START> KING RICHARD ...")."""
-        # TODO: look each id up in self.vocab and join with single spaces.
+        # TODO: each id's token, joined by single spaces.
         raise NotImplementedError("MyTokenizer.decode: not implemented yet")
 
     def pad_examples(self, tok_list: list[Tensor]) -> Tensor:
@@ -228,13 +247,18 @@ class DialogueGPT(nn.Module):
 
     Attribute names (the grader loads weights by name): `tok_embed` nn.Embedding(vocab_size,
     dim), `pos_embed` nn.Embedding(max_N, dim), `transformer`, `head`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, vocab_size: int, max_N: int, dim: int, attn_dim: int, mlp_dim: int,
                  num_heads: int, num_layers: int):
         super().__init__()
         self.max_N, self.num_heads, self.num_layers = max_N, num_heads, num_layers
-        # TODO: two nn.Embedding tables: one row per token id, one row per position 0..max_N-1.
+        # TODO: two lookup tables: one vector per token id and one per position 0..max_N - 1
+        #       (names in the docstring).
         raise NotImplementedError("DialogueGPT.__init__: not implemented yet")
         self.transformer = Transformer(dim, attn_dim, mlp_dim, num_heads, num_layers)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, vocab_size))
@@ -254,7 +278,8 @@ class DialogueGPT(nn.Module):
         (at position P + i) may attend to key j, i.e. j <= P + i, and 0 elsewhere.
         Returns (logits (B, T, vocab_size), alphas (B, L, H, T, P + T) or None).
         """
-        # TODO: P = kv_cache.length (or 0); positions P..P+T-1; torch.tril(ones(T, P + T), diagonal=P), (B, T, P+T).
+        # TODO: with P cached positions the new tokens sit at positions P..P+T-1; query i may
+        #       see every cached key and the new keys up to itself: a (B, T, P+T) mask.
         raise NotImplementedError("DialogueGPT.forward: not implemented yet")
         out, alphas = self.transformer(embs, attn_mask=causal_attn_mask,
                                        return_attn=return_attn, kv_cache=kv_cache)
@@ -276,7 +301,8 @@ class DialogueGPT(nn.Module):
         later step only the token just chosen. Both give the same tokens.
         Returns int64 (B, min(T + num_tokens, max_N)), the prompt included.
         """
-        # TODO: steps = min(num_tokens, max_N - T); with a cache run the prompt once, then only the newest token.
+        # TODO: never grow past max_N tokens; with a cache the prompt runs once, then each step
+        #       feeds only the newest token.
         raise NotImplementedError("DialogueGPT.generate: not implemented yet")
 
 
@@ -294,7 +320,8 @@ class DialogueLoss(nn.Module):
         input_ids[:, 1:], weight each position's loss by inp_mask[:, 1:], and divide the
         sum by the sum of those weights. A scalar tensor in the dtype of the logits.
         """
-        # TODO: logits[:, :-1] vs input_ids[:, 1:], flattened for self.criterion; weight by inp_mask[:, 1:].
+        # TODO: position t predicts token t + 1; per-token losses count only where that next
+        #       token is real (the mask), averaged over those tokens.
         raise NotImplementedError("DialogueLoss.forward: not implemented yet")
 
 
@@ -308,7 +335,8 @@ def top_k_filter(logits: Tensor, k: int) -> Tensor:
 
     logits: (..., V); k >= V keeps everything. Returns a new tensor of the same shape.
     """
-    # TODO: the k-th largest value per row comes from torch.topk; masked_fill what is below it with -inf.
+    # TODO: keep, in each row, the logits at least as large as its k-th largest; the others
+    #       become -inf (k >= V keeps every one).
     raise NotImplementedError("top_k_filter: not implemented yet")
 
 
@@ -319,7 +347,8 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     The token whose probability carries the total across p is kept, so the most probable
     token always is. logits: (..., V); returns a new tensor of the same shape.
     """
-    # TODO: sort descending, softmax, cumsum; drop a token when the mass before it is >= p; scatter back.
+    # TODO: in each row, in order of probability, keep tokens until their mass reaches p (the
+    #       token that crosses p stays); the others become -inf, in the row's original order.
     raise NotImplementedError("top_p_filter: not implemented yet")
 
 
@@ -334,5 +363,6 @@ def sample_next_token(logits: Tensor, temperature: float = 1.0, top_k: Optional[
     draw with exactly `torch.multinomial(probs, 1, generator=generator)` (the grader
     compares the drawn ids under a fixed generator).
     """
-    # TODO: greedy is the argmax; else scale, filter, softmax, multinomial (one draw per row, shape (B,)).
+    # TODO: temperature 0 is greedy; otherwise the temperature-scaled, filtered logits define
+    #       the distribution of one draw per row with the given generator: (B,).
     raise NotImplementedError("sample_next_token: not implemented yet")

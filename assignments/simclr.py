@@ -65,7 +65,8 @@ def compute_train_transform(seed: int = 123456, size: int = 32, mean=CIFAR10_MEA
     `T.Compose` (or any callable doing the same, with the same draws in the same order).
     """
     g = torch.Generator().manual_seed(seed)
-    # TODO: T.Compose([T.ToTensor(), T.RandomResizedCrop(...), ..., T.Normalize(mean, std)])
+    # TODO: the docstring's steps, in its order, every one drawing from one generator seeded
+    #       with `seed`; the colour jitter and the greyscale apply with their own probabilities.
     raise NotImplementedError("compute_train_transform: not implemented yet")
     return train_transform
 
@@ -86,7 +87,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         img, target = self.images[index], int(self.labels[index])
-        # TODO: apply self.transform to img twice: two independent random views
+        # TODO: two independent random views of the same image, then its label.
         raise NotImplementedError("PairDataset.__getitem__: not implemented yet")
         return x_i, x_j, target
 
@@ -97,8 +98,13 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def sim(z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of two vectors z_i, z_j of shape (D,): a 0-dim tensor in [-1, 1]."""
-    # TODO: the dot product divided by the product of the two L2 norms
+    """Cosine similarity of two vectors z_i, z_j of shape (D,): a 0-dim tensor in [-1, 1].
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
+    """
+    # TODO: the cosine of the angle between the two vectors, as a 0-dim tensor.
     raise NotImplementedError("sim: not implemented yet")
     return norm_dot_product
 
@@ -127,15 +133,25 @@ def sim_positive_pairs(out_left: torch.Tensor, out_right: torch.Tensor) -> torch
     """Cosine similarity of each positive pair: row k of out_left with row k of out_right.
 
     out_left, out_right: (N, D). Returns (N, 1) (keep that shape, also for N = 1).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
     """
-    # TODO: row-wise dot products (sum over dim 1, keepdim=True) over the rows' norms
+    # TODO: the cosine of each row pair, without loops: (N, D) and (N, D) give (N, 1).
     raise NotImplementedError("sim_positive_pairs: not implemented yet")
     return pos_pairs
 
 
 def compute_sim_matrix(out: torch.Tensor) -> torch.Tensor:
-    """All pairwise cosine similarities of the rows of `out` (2N, D): (2N, 2N)."""
-    # TODO: divide every row by its L2 norm, then one matrix product with the transpose
+    """All pairwise cosine similarities of the rows of `out` (2N, D): (2N, 2N).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
+    """
+    # TODO: unit-length rows first; then every pair of rows meets in one product: (2N, D) gives
+    #       (2N, 2N).
     raise NotImplementedError("compute_sim_matrix: not implemented yet")
     return sim_matrix
 
@@ -154,7 +170,9 @@ def simclr_loss_vectorized(out_left: torch.Tensor, out_right: torch.Tensor, tau:
     device = out_left.device if device is None else device
     N = out_left.shape[0]
     out = torch.cat([out_left, out_right], dim=0)  # (2N, D)
-    # TODO: exp(sim_matrix / tau) without the diagonal -> row sums; exp(positives / tau) twice
+    # TODO: denominators: each row's exponentiated similarities (over tau) with every other row,
+    #       its own left out; numerators: its positive pair's, for the left rows and the right
+    #       rows; average -log of the ratios over the 2N rows.
     raise NotImplementedError("simclr_loss_vectorized: not implemented yet")
     return loss
 
@@ -269,7 +287,8 @@ def train(model, data_loader, train_optimizer, epoch: int, epochs: int, batch_si
     bar = tqdm(data_loader, disable=not progress, leave=False)
     for x_i, x_j, _ in bar:
         x_i, x_j = x_i.to(device), x_j.to(device)
-        # TODO: _, out_left = model(x_i); the same for x_j; the loss; zero_grad, backward, step
+        # TODO: per batch: the projections of both views, the vectorized loss at this
+        #       temperature, one optimiser step; return the mean loss.
         raise NotImplementedError("train: not implemented yet")
         total_num += len(x_i)
         total_loss += loss.item() * len(x_i)
@@ -292,7 +311,8 @@ def knn_scores(features: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Te
     votes for its label with weight exp(s / temperature). Returns the (B, classes) sums of
     the votes (the predicted class is the argmax).
     """
-    # TODO: similarities (B, M) -> topk -> their labels and exp(s / t) -> scatter_add_ per class
+    # TODO: similarities of every feature with the bank (B, M); its k nearest neighbours each
+    #       add exp(similarity / temperature) to their label's score: (B, num_classes).
     raise NotImplementedError("knn_scores: not implemented yet")
     return scores
 

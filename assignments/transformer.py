@@ -45,7 +45,7 @@ VOCAB = [str(d) for d in range(10)] + SPECIAL_TOKENS  # "0".."9" get ids 0..9
 
 def generate_token_dict(vocab: list[str]) -> dict[str, int]:
     """Map each token of `vocab` to its index: the i-th entry gets id i."""
-    # TODO: one dict comprehension over enumerate(vocab).
+    # TODO: the i-th token maps to i.
     raise NotImplementedError("generate_token_dict: not implemented yet")
 
 
@@ -56,7 +56,7 @@ def preprocess_input_sequence(expression: str, token_dict: dict[str, int],
     Split on whitespace. A special token maps to its own id; any other word is a number
     and becomes one token per digit: "BOS POSITIVE 04 EOS" -> [BOS, POSITIVE, 0, 4, EOS].
     """
-    # TODO: loop over expression.split(); extend with one id per character for numbers.
+    # TODO: split on whitespace: a special token is one id, a number one id per digit.
     raise NotImplementedError("preprocess_input_sequence: not implemented yet")
 
 
@@ -70,15 +70,25 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
 
     query, key, value: (K, M). Returns (K, M), in the inputs' dtype (build the score matrix
     with dtype=query.dtype: the graded inputs are float64).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
-    # TODO: loop over query rows i and key rows j to fill a (K, K) score matrix.
+    # TODO: two loops fill the (K, K) scores, one entry per query row i and key row j, scaled by
+    #       1/sqrt(M); normalise each query's row; then mix the values.
     raise NotImplementedError("scaled_dot_product_two_loop_single: not implemented yet")
 
 
 def scaled_dot_product_two_loop_batch(query: torch.Tensor, key: torch.Tensor,
                                       value: torch.Tensor) -> torch.Tensor:
-    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j."""
-    # TODO: like the single version, but each score is a (N,) vector over the batch.
+    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
+    """
+    # TODO: the single version's loops, where each score is a (N,) vector over the batch.
     raise NotImplementedError("scaled_dot_product_two_loop_batch: not implemented yet")
 
 
@@ -87,8 +97,13 @@ def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor,
     """No loops at all. query (N, K, M), key (N, S, M), value (N, S, D).
 
     Returns (output (N, K, D), weights (N, K, S)); each row of `weights` sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
-    # TODO: torch.bmm(query, key.transpose(1, 2)) gives every score at once.
+    # TODO: every score at once, (N, K, S), from batched products; masked entries get no weight;
+    #       return the output and the weights.
     raise NotImplementedError("scaled_dot_product_no_loop_batch: not implemented yet")
 
 
@@ -106,8 +121,14 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         (n, tgt_len, d_head), in the dtype of `v`. The softmax runs in at least float32:
         float16/bfloat16 scores are upcast to float32 (and the weights cast back to v's
         dtype); float32 and float64 scores keep their dtype.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
-    # TODO: masked_fill the scores with -inf (mask.bool()!), softmax in >= float32, then bmm.
+    # TODO: scores (n, tgt_len, src_len); padded keys (a mask of any integer dtype) and, when
+    #       causal, keys after the query get no weight; normalise in at least float32, then mix
+    #       the values in v's dtype.
     raise NotImplementedError("scaled_dot_product_attention: not implemented yet")
 
 
@@ -139,8 +160,14 @@ class MultiheadAttention(nn.Module):
         """q: (B, T, d_model); k, v: (B, S, d_model); key_padding_mask: (B, S), 1 = pad.
 
         Returns (B, T, d_model).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
-        # TODO: project, reshape to (B * n_heads, len, d_head), call scaled_dot_product_attention.
+        # TODO: project, then make each head's channel block its own batch row, (B * n_heads,
+        #       len, d_head), with the mask repeated in the same (batch, head) order; attend,
+        #       undo the split, project out.
         raise NotImplementedError("MultiheadAttention.forward: not implemented yet")
 
 
@@ -162,8 +189,14 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., d_model) -> same shape."""
-        # TODO: x.var(dim=-1, unbiased=False, keepdim=True) is the population variance.
+        """x: (..., d_model) -> same shape.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.layer_norm`, `torch.layer_norm`,
+        `torch.native_layer_norm`, `torch.nn.LayerNorm`.
+        """
+        # TODO: the mean and the population variance over the last dimension, eps inside the
+        #       square root, then the per-feature scale and shift.
         raise NotImplementedError("LayerNorm.forward: not implemented yet")
 
 
@@ -187,7 +220,8 @@ def sinusoidal_positions(num_positions: int, d_model: int) -> torch.Tensor:
     PE[p, 2i] = sin(p / 10000^(2i / d_model)) and PE[p, 2i+1] = cos(p / 10000^(2i / d_model)):
     each sin/cos pair shares one frequency. With an odd d_model the last column is a sine.
     """
-    # TODO: an outer product of positions (P, 1) and frequencies (1, ceil(d/2)).
+    # TODO: every position (P, 1) meets every pair's frequency (1, ceil(d/2)); the angles give
+    #       sines in the even columns and cosines in the odd ones.
     raise NotImplementedError("sinusoidal_positions: not implemented yet")
 
 
@@ -224,8 +258,15 @@ class TransformerLayer(nn.Module):
 
         Decoder only: encoder_out (B, S, d_model) and encoder_padding_mask (B, S).
         Returns (B, T, d_model).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
         """
-        # TODO: three residual blocks; pass causal=self.is_decoder to the self-attention.
+        # TODO: post-LN sublayers: self-attention (causal in a decoder), cross-attention on
+        #       encoder_out (decoder only), the feed-forward; each output goes through its
+        #       dropout, is added to its input, and the sum is normalised.
         raise NotImplementedError("TransformerLayer.forward: not implemented yet")
 
 
@@ -261,7 +302,7 @@ class Transformer(nn.Module):
 
     def make_positions(self, input_ids: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """Positions 0 .. L-1 for every row: same shape and dtype as `input_ids` (B, L)."""
-        # TODO: torch.arange(L) broadcast to (B, L); mind the dtype and the device.
+        # TODO: 0..L-1 in every row, with input_ids' shape, dtype and device.
         raise NotImplementedError("Transformer.make_positions: not implemented yet")
 
     def embed(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,19 +312,34 @@ class Transformer(nn.Module):
         return self.emb_ln(self.emb_word(input_ids) + self.emb_pos(positions)), padding_mask
 
     def encode(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S))."""
-        # TODO: self.embed, then every encoder layer in turn.
+        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S)).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
+        """
+        # TODO: embed the ids, then run every encoder layer in turn; return the states and the
+        #       padding mask.
         raise NotImplementedError("Transformer.encode: not implemented yet")
 
     def decode(self, decoder_input_ids: torch.Tensor, encoder_out: torch.Tensor,
                encoder_padding_mask: torch.Tensor) -> torch.Tensor:
-        """decoder_input_ids (B, T) -> logits (B, T, n_words)."""
-        # TODO: self.embed, every decoder layer (with the encoder output), then lm_head.
+        """decoder_input_ids (B, T) -> logits (B, T, n_words).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
+        """
+        # TODO: embed, run every decoder layer against the encoder's states and mask, then map
+        #       to the vocabulary.
         raise NotImplementedError("Transformer.decode: not implemented yet")
 
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder input from labels (B, T): [EOS, labels[:, :-1]] with -100 replaced by PAD."""
-        # TODO: new_full, then copy labels[:, :-1] into columns 1..; masked_fill the -100s.
+        # TODO: a (B, T) tensor that starts with EOS and continues with the labels one step
+        #       later; -100 becomes PAD.
         raise NotImplementedError("Transformer.shift_right: not implemented yet")
 
     def forward(self, input_ids: torch.Tensor,
@@ -293,8 +349,14 @@ class Transformer(nn.Module):
         Positions whose label is -100 do not count in the loss (and their logits are not
         graded). The loss is a scalar computed in at least float32 (float16 logits are
         upcast first).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
         """
-        # TODO: encode, decode(shift_right(labels)), F.cross_entropy(..., ignore_index=-100).
+        # TODO: the decoder reads the shifted labels; the loss is the mean cross-entropy over
+        #       positions whose label is not -100.
         raise NotImplementedError("Transformer.forward: not implemented yet")
 
 
@@ -305,7 +367,8 @@ def greedy_decode(model: Transformer, input_ids: torch.Tensor, max_new_tokens: i
     Returns the generated ids (B, max_new_tokens), without the starting EOS. A row that has
     produced EOS keeps producing PAD afterwards.
     """
-    # TODO: encode once; each step decode the prefix and take argmax of the last position.
+    # TODO: encode once; grow the output from EOS, each step adding the most likely token after
+    #       the last position; PAD after a row's EOS.
     raise NotImplementedError("greedy_decode: not implemented yet")
 
 
@@ -341,7 +404,8 @@ def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     it is in: the sum of their losses over their number (not over B * T, and not a mean of
     per-row means). A scalar in at least float32 (float16 logits are upcast first).
     """
-    # TODO: F.cross_entropy over flattened (B*T, V) logits with ignore_index=-100.
+    # TODO: the mean cross-entropy over the positions whose label is not -100: (B, T, V) logits
+    #       against (B, T) labels.
     raise NotImplementedError("masked_token_loss: not implemented yet")
 
 

@@ -56,8 +56,12 @@ def unpatchify(patches: torch.Tensor, patch_size: int = 4) -> torch.Tensor:
 
     patches: (B, L, C * p * p) with L a perfect square (h = w = sqrt(L) patches per side).
     Returns images (B, C, h * p, w * p); unpatchify(patchify(x, p), p) == x.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.fold`, `torch.nn.Fold`.
     """
-    # TODO: undo patchify step by step: reshape to (B, h, w, C, p, p), permute, reshape.
+    # TODO: undo patchify's steps in reverse: each patch row (C * p * p) goes back to its (C, p,
+    #       p) block at its (row, column) of the grid.
     raise NotImplementedError("unpatchify: not implemented yet")
 
 
@@ -75,12 +79,14 @@ class PatchEmbed(nn.Module):
         self.img_size = img_size
         self.patch_size = patch_size
         self.num_patches = (img_size // patch_size) ** 2
-        # TODO: store an nn.Conv2d(nin, nout, ...) as self.proj (the name is graded).
+        # TODO: a convolution whose kernel and stride are the patch size turns each patch into
+        #       one nout vector; its name, proj, is graded.
         raise NotImplementedError("PatchEmbed.__init__: not implemented yet")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, nin, H, W) -> (B, (H/p) * (W/p), nout), patches in row-major order."""
-        # TODO: self.proj gives (B, nout, h, w); flatten the grid, then put patches before channels.
+        # TODO: self.proj gives (B, nout, h, w); flatten the grid, then put patches before
+        #       channels.
         raise NotImplementedError("PatchEmbed.forward: not implemented yet")
 
 
@@ -169,7 +175,8 @@ def cls_attention_maps(model: ClassificationViT, images: torch.Tensor) -> torch.
     token's row (query 0) restricted to the patch columns (keys 1..L), average over all
     layers and heads, and arrange the L values as the h x w grid of patches.
     """
-    # TODO: attention[:, :, :, query, keys]; mean over dims 1 and 2; reshape to the grid.
+    # TODO: CLS (query 0) attending to the patch keys, averaged over layers and heads, laid out
+    #       on the (side, side) grid.
     raise NotImplementedError("cls_attention_maps: not implemented yet")
 
 
@@ -200,7 +207,8 @@ def random_masking(x: torch.Tensor, keep_length: int, ids_shuffle: torch.Tensor)
       ids_restore (B, L) int64: the inverse permutation of ids_shuffle, so that
         index_sequence(cat([kept, removed], 1), ids_restore) puts every token back.
     """
-    # TODO: index_sequence for kept; argsort inverts a permutation; the mask follows from it.
+    # TODO: each shuffle's first `keep` positions are kept; the inverse permutation restores the
+    #       order; the mask marks the removed patches in the original order.
     raise NotImplementedError("random_masking: not implemented yet")
 
 
@@ -212,7 +220,8 @@ def restore_masked(kept_x: torch.Tensor, masked_x: torch.Tensor,
     (B, L - keep, F) tokens standing in for the removed ones; ids_restore: (B, L).
     Returns (B, L, F) with every token back at its original position.
     """
-    # TODO: concatenate in shuffle order (kept first), then index_sequence with ids_restore.
+    # TODO: kept tokens then mask tokens make the shuffled order; the restoring permutation puts
+    #       them back.
     raise NotImplementedError("restore_masked: not implemented yet")
 
 
@@ -271,7 +280,8 @@ class MaskedAutoEncoder(nn.Module):
         `cls_token` in front; 6. `encoder`.
         Returns (encoder_output (B, 1 + keep_length, D_enc), mask (B, L), ids_restore (B, L)).
         """
-        # TODO: torch.rand(B, L, device=...).argsort(dim=1) gives one random permutation per row.
+        # TODO: without ids_shuffle, draw an independent random permutation of the L patches for
+        #       every image, on the images' device.
         raise NotImplementedError("MaskedAutoEncoder.forward_encoder: not implemented yet")
 
     def forward_decoder(self, encoder_embeddings: torch.Tensor,
@@ -310,7 +320,8 @@ def mae_loss(predicted_patches: torch.Tensor, target_patches: torch.Tensor,
     Each patch's error is the mean over its P values; the loss is the mean of those
     errors over the removed patches (kept patches do not count). Returns a scalar.
     """
-    # TODO: per-patch mean over the last dim, weight by the mask, divide by mask.sum().
+    # TODO: the squared error averaged within each patch, then averaged over the removed patches
+    #       only.
     raise NotImplementedError("mae_loss: not implemented yet")
 
 
@@ -344,5 +355,6 @@ class ClassificationMAE(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, H, W) -> logits (B, n_classes), from the unmasked CLS output."""
-        # TODO: forward_encoder_representation(images)[:, 0]; .detach() it when self.detach.
+        # TODO: the CLS feature of the unmasked encoder, cut from the graph when self.detach,
+        #       through the output head.
         raise NotImplementedError("ClassificationMAE.forward: not implemented yet")

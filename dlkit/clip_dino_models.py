@@ -177,25 +177,21 @@ def to_hwc(images: torch.Tensor) -> list:
 
 
 class Block(nn.Module):
-    """A pre-LN transformer block that can return its attention weights (B, H, T, T)."""
+    """A pre-LN transformer block (torch's own multi-head attention) that can return its
+    attention weights (B, H, T, T)."""
 
     def __init__(self, width: int, heads: int):
         super().__init__()
-        self.heads = heads
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, 2 * width), nn.GELU(),
                                  nn.Linear(2 * width, width))
 
     def forward(self, x, key_padding=None, return_attention: bool = False):
-        B, T, C = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, C // self.heads) \
-            .permute(2, 0, 3, 1, 4)                                       # 3 x (B, H, T, d)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(C // self.heads)    # (B, H, T, T)
-        if key_padding is not None:  # True where a key is padding
-            scores = scores.masked_fill(key_padding[:, None, None, :], float("-inf"))
-        attention = scores.softmax(dim=-1)
-        x = x + self.proj((attention @ v).transpose(1, 2).reshape(B, T, C))
+        h = self.norm1(x)                                                # (B, T, C)
+        out, attention = self.attn(h, h, h, key_padding_mask=key_padding,  # True = padding
+                                   need_weights=return_attention, average_attn_weights=False)
+        x = x + out
         x = x + self.mlp(self.norm2(x))
         return (x, attention) if return_attention else x
 
@@ -544,7 +540,7 @@ class _one_thread:
         torch.set_num_threads(self.before)
 
 
-CACHE_VERSION = 1  # bump when the models, the data or the training loops change
+CACHE_VERSION = 2  # bump when the models, the data or the training loops change
 
 
 def _recipe_tag(kind: str, recipe: dict) -> str:

@@ -1,4 +1,4 @@
-"""Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,audit,mutant}
+"""Command line: python -m grader {skeletons,notebooks,fixtures,grade,batch,submit,release,audit,mutant,leaks}
 
 Every command prints one clear line and exits 2 on bad input; `grade` exits 0 whenever
 grading completed, whatever the score, and 3 (writing no results) when no sandbox can run
@@ -226,6 +226,27 @@ def cmd_audit(args) -> int:
     return 0 if clean else 1
 
 
+def cmd_leaks(args) -> int:
+    from grader import leaks
+    from grader.authoring import solution_names
+    names = solution_names() if args.assignment == "all" else [args.assignment]
+    unknown = [n for n in names if n not in solution_names()]
+    if unknown:
+        raise ValueError(f"unknown assignment {unknown[0]!r}; known: {', '.join(solution_names())}")
+    found = []
+    for name in names:
+        started = time.monotonic()
+        report = leaks.check(name)
+        found += report.leaks
+        print(f"leaks {name}: {len(report.leaks) or 'none'} ({report.tried} part and candidate "
+              f"pairs run on cases; {time.monotonic() - started:.1f} s)")
+        for leak in report.leaks:
+            print(f"  LEAK {leak}")
+        if report.slow:
+            print(f"  not tried again, too slow to be an answer: {', '.join(report.slow)}")
+    return 1 if found else 0
+
+
 def cmd_mutant(args) -> int:
     from grader.authoring import mutants, write_mutant
     from grader.suites import load_suite
@@ -325,6 +346,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seeds", type=int, default=5, help="fresh input seeds per case (default 5)")
     s.add_argument("--cases", nargs="+", metavar="CASE", help="only these cases")
     s.set_defaults(run=cmd_audit)
+
+    s = sub.add_parser("leaks", help="check that nothing students receive or a submission can "
+                                     "import computes a graded answer")
+    s.add_argument("assignment", nargs="?", default="all", help="an assignment name, or `all`")
+    s.set_defaults(run=cmd_leaks)
 
     s = sub.add_parser("mutant", help="list known mistakes, or write one out for grading")
     s.add_argument("assignment")

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from dlkit.utils import load_assignment
 from grader import paths
-from grader.authoring import case_inputs, load_variants, one_thread, run_case
+from grader.authoring import (case_inputs, expected_outputs, load_variants, one_thread, oracles,
+                              run_case)
 from grader.cases import Verdict
 from grader.grade import verdict as graded_verdict
 from grader.sandbox import clean_message, plain
@@ -68,6 +69,7 @@ class Implementations:
     reference: object
     equivalents: dict
     mutants: dict
+    shortcuts: dict  # {implementation: {case: message}} of the library-shortcut policy
 
     @property
     def correct(self) -> dict:
@@ -75,10 +77,13 @@ class Implementations:
 
 
 def load_implementations(assignment: str, folder: Path) -> Implementations:
-    """The reference, every equivalent and every mutant, their files written under `folder`."""
+    """The reference, every equivalent and every mutant, their files written under `folder`,
+    with what the library-shortcut policy costs each (read from its source, as `grade` does)."""
     equivalents = load_variants(assignment, "equivalents", folder)
     mutants = load_variants(assignment, "mutants", folder)
-    return Implementations(load_assignment(assignment, paths.SOLUTIONS), equivalents, mutants)
+    shortcuts = library_shortcuts(assignment, load_suite(assignment), [*equivalents], [*mutants])
+    return Implementations(load_assignment(assignment, paths.SOLUTIONS), equivalents, mutants,
+                           shortcuts)
 
 
 def audit(assignment: str, seeds: int = 5, cases=None, progress=None,
@@ -93,23 +98,24 @@ def audit(assignment: str, seeds: int = 5, cases=None, progress=None,
 def run_audit(assignment: str, seeds: int, cases, progress,
               loaded: Implementations) -> Audit:
     chosen = load_suite(assignment).select(cases, training=False)
+    known_oracles = oracles(assignment)
     results = [CaseAudit(c.name, c.tol) for c in chosen]
     caught_on = {m: set() for m in loaded.mutants}
     for number in range(seeds):
         base = AUDIT_BASE + number * SEED_STRIDE
         for case, row in zip(chosen, results):
             inputs = case_inputs(case, case.seed(base))
-            expected = {"expected": case.reference(inputs) if case.reference
-                        else run_case(case, loaded.reference, inputs)}
+            expected = {"expected": expected_outputs(case, inputs, loaded.reference,
+                                                     known_oracles)}
             for name, (_, module) in loaded.correct.items():
-                verdict = judged(case, module, inputs, expected)
+                verdict = judged(case, module, inputs, expected, loaded.shortcuts[name])
                 error = error_of(verdict)
                 if error >= row.worst_correct:
                     row.worst_correct, row.worst_correct_by = error, name
                 if not verdict.passed:
                     row.correct_failures.append(f"{name}@{number}: {verdict.message}")
             for name, (_, module) in loaded.mutants.items():
-                verdict = judged(case, module, inputs, expected)
+                verdict = judged(case, module, inputs, expected, loaded.shortcuts[name])
                 if verdict.passed:
                     row.slipped.setdefault(name, []).append(number)
                     continue
@@ -128,10 +134,25 @@ def run_audit(assignment: str, seeds: int, cases, progress,
     return Audit(assignment, seeds, results, escaped, whole_suite=not cases)
 
 
-def judged(case, module, inputs, fixture: dict) -> Verdict:
+def library_shortcuts(assignment: str, suite, equivalents, mutants) -> dict:
+    """{implementation: {case: message}}: what the library-shortcut policy (read from each
+    one's source, as `grade` does) costs the reference, every equivalent and every mutant."""
+    from grader.authoring import variant_source
+    from grader.policy import violations
+    found = {"reference": violations((paths.SOLUTIONS / f"{assignment}.py").read_bytes(), suite)}
+    for kind, names in (("equivalents", equivalents), ("mutants", mutants)):
+        for name in names:
+            found[name] = violations(variant_source(assignment, name, kind).encode(), suite)
+    return found
+
+
+def judged(case, module, inputs, fixture: dict, shortcuts=None) -> Verdict:
     """The grader's verdict on one implementation run here, on the CPU, judged as `grade`
     judges a sandboxed worker's reply: outputs made plain, an exception reported in the
-    worker's one line, `fixture` holding "expected" (and "mutants", to name a mistake)."""
+    worker's one line, `fixture` holding "expected" (and "mutants", to name a mistake); a
+    case whose part uses a banned library call fails (`shortcuts`: case -> message)."""
+    if shortcuts and case.name in shortcuts:
+        return Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
     outputs, error = None, None
     try:
         outputs = plain(run_case(case, module, inputs))

@@ -9,9 +9,15 @@ the results are saved as tensors and plain containers (loadable with weights_onl
     public.pt               inputs + expected + known-mistake outputs (ships to students)
     autograder_inputs.pt    inputs of the autograder set, other seeds (ships to students)
     autograder_expected.pt  its expected values and known-mistake outputs (instructors only)
+
+Expected values come from the case's oracle in `solutions/<a>_oracles.py` when it has one
+(formulas written independently of the reference, `torch.nn` layers with copied weights),
+else from the reference. Oracles live beside the reference: the student bundle never holds
+them and the sandbox cannot import them.
 """
 import contextlib
 import difflib
+import functools
 import importlib.util
 import io
 import os
@@ -42,25 +48,32 @@ class AuthoringError(Exception):
 # ---------------------------------------------------------------------------------------
 
 def make_skeleton(source: str, name: str) -> str:
-    """The student version of a solution file's text."""
+    """The student version of a solution file's text.
+
+    A block's hint is its `# HINT:` line and the comment lines right after it that are
+    indented past the `#` (`#       more of the hint`)."""
     out, scope, block = [HEADER.format(name=name)], [], None
     for number, line in enumerate(source.splitlines(keepends=True), start=1):
         stripped = line.strip()
         if block is not None:
+            indent, hint, open_hint = block
             if stripped == END:
-                indent, hint = block
                 qualname = ".".join(s for _, s in scope)
-                if hint:
-                    out.append(f"{indent}# TODO: {hint}\n")
+                for i, text in enumerate(hint):
+                    out.append(f"{indent}{'# TODO:' if i == 0 else '#      '} {text}\n")
                 out.append(f'{indent}raise NotImplementedError("{qualname}: not implemented yet")\n')
                 block = None
             elif stripped.startswith(BEGIN):
                 raise AuthoringError(f"{name}.py:{number}: nested {BEGIN}")
-            elif stripped.startswith(HINT) and not block[1]:
-                block = (block[0], stripped[len(HINT):].strip())
+            elif stripped.startswith(HINT) and not hint:
+                block = (indent, [stripped[len(HINT):].strip()], True)
+            elif open_hint and stripped.startswith("#  "):
+                block = (indent, hint + [stripped[1:].strip()], True)
+            else:
+                block = (indent, hint, False)
             continue
         if stripped == BEGIN:
-            block = (line[: len(line) - len(line.lstrip())], "")
+            block = (line[: len(line) - len(line.lstrip())], [], False)
             continue
         if stripped == END:
             raise AuthoringError(f"{name}.py:{number}: {END} without {BEGIN}")
@@ -76,7 +89,7 @@ def make_skeleton(source: str, name: str) -> str:
 
 def solution_names() -> list[str]:
     return sorted(p.stem for p in paths.SOLUTIONS.glob("*.py")
-                  if not p.stem.endswith(("_mutants", "_equivalents"))
+                  if not p.stem.endswith(("_mutants", "_equivalents", "_oracles"))
                   and not p.stem.startswith("_"))
 
 
@@ -212,6 +225,43 @@ def write_equivalent(assignment: str, name: str, folder: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
+# Oracles: expected values computed without the reference (instructor side only)
+# ---------------------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def oracle_module(assignment: str):
+    """`solutions/<a>_oracles.py`, loaded once (None when the assignment has none)."""
+    path = paths.SOLUTIONS / f"{assignment}_oracles.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(f"{assignment}_oracles", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def oracles(assignment: str) -> dict:
+    """{case name: callable(inputs) -> expected outputs} of `solutions/<a>_oracles.py`."""
+    module = oracle_module(assignment)
+    found = dict(getattr(module, "ORACLES", {})) if module else {}
+    unknown = sorted(set(found) - set(load_suite(assignment).cases))
+    if unknown:
+        raise AuthoringError(f"solutions/{assignment}_oracles.py: ORACLES names no case "
+                             f"{unknown[0]!r} of the suite")
+    return found
+
+
+def expected_outputs(case, inputs, reference, known_oracles: dict):
+    """A case's expected values: its oracle's, else the case's own held-out split (training
+    cases' `reference`), else the reference module's outputs."""
+    if case.name in known_oracles:
+        return known_oracles[case.name](inputs)
+    if case.reference:
+        return case.reference(inputs)
+    return run_case(case, reference, inputs)
+
+
+# ---------------------------------------------------------------------------------------
 # Fixtures
 # ---------------------------------------------------------------------------------------
 
@@ -221,9 +271,12 @@ def run_case(case, module, inputs):
     return case.call(module, inputs, torch.device("cpu"))
 
 
-def case_inputs(case, seed: int) -> dict:
-    """The case's inputs from its seeded generator (the global RNG left untouched)."""
+def case_inputs(case, seed: int, set_name: str = "") -> dict:
+    """The case's inputs from its seeded generator (the global RNG left untouched); in the
+    public set, the source homework's own example where the case replays one."""
     with torch.random.fork_rng():
+        if set_name == "public" and case.source_inputs is not None:
+            return case.source_inputs()
         return case.inputs(torch.Generator().manual_seed(seed))
 
 
@@ -258,6 +311,7 @@ def build_fixtures(assignment: str) -> dict[str, dict]:
 def build_fixture_objects(assignment: str) -> dict[str, dict]:
     suite = load_suite(assignment)
     reference = load_assignment(assignment, paths.SOLUTIONS)
+    known_oracles = oracles(assignment)
     with tempfile.TemporaryDirectory() as tmp:
         known = load_variants(assignment, "mutants", Path(tmp))
         meta = {"assignment": assignment, "torch": torch.__version__.split("+")[0]}
@@ -267,9 +321,8 @@ def build_fixture_objects(assignment: str) -> dict[str, dict]:
         for set_name, base in SETS.items():
             for case in suite:
                 seed = case.seed(base)
-                inputs = case_inputs(case, seed)
-                expected = (case.reference(inputs) if case.reference
-                            else run_case(case, reference, inputs))
+                inputs = case_inputs(case, seed, set_name)
+                expected = expected_outputs(case, inputs, reference, known_oracles)
                 diagnosed = {} if case.is_training else mistake_outputs(case, known, inputs,
                                                                          expected)
                 entry = {"seed": seed, "expected": expected, "mutants": diagnosed}

@@ -50,8 +50,14 @@ class Case:
     name: "part/what" (unique in its suite). points: its weight.
     inputs(g): builds a dict of inputs from a seeded torch.Generator, on the CPU.
     call(module, inputs, device): runs the code under test, returns tensors.
-    reference(inputs): computes the expected outputs when they should not come from the
-        solution's `call` (e.g. from `torch.nn.MultiheadAttention`, or held-out labels).
+    reference(inputs): training cases only: the held-out data (and labels) the trained
+        weights are scored on, split off in the trusted parent. Expected values that should
+        not come from the solution's `call` (a formula, `torch.nn.MultiheadAttention`) are
+        the case's oracle in `solutions/<a>_oracles.py`, never part of the suite.
+    source_inputs(): the source homework's own example (e.g. modules built right after
+        `torch.manual_seed(42)`), replayed in the public set so that its printed values
+        are reproduced; the autograder set and audits build `inputs(g)`, the same
+        construction under other seeds.
     tol: tolerance on `scaled_error` (max |got - expected| over the largest |expected| of
         that output) for floating outputs; integer and bool outputs must be exact.
     min_accuracy: for training cases: `call` trains in the child and returns the model's
@@ -76,6 +82,7 @@ class Case:
     inputs: Callable[[torch.Generator], dict]
     call: Callable[[Any, dict, torch.device], Outputs]
     reference: Callable[[dict], Outputs] | None = None
+    source_inputs: Callable[[], dict] | None = None
     tol: float = 1e-5
     min_accuracy: float | None = None
     max_loss: float | None = None
@@ -107,7 +114,8 @@ class Case:
 
 
 class Suite:
-    """The ordered cases of one assignment, defined once and used everywhere."""
+    """The ordered cases of one assignment, defined once and used everywhere, and its
+    library-shortcut policy (`ban`: see grader/policy.py)."""
 
     def __init__(self, assignment: str):
         self.assignment = assignment
@@ -115,6 +123,18 @@ class Suite:
         # Gradescope visibility per case name or part prefix ("train/"), e.g.
         # {"train/": "after_due_date"}; cases not named are "visible" (grader/report.py).
         self.visibility: dict[str, str] = {}
+        self.shortcuts: list = []
+
+    def ban(self, part: str, calls, cases) -> None:
+        """The library calls that would do `part`'s work (dotted names, or bare option
+        words): a case in `cases` (names, or prefixes ending in "/") loses its points when
+        the part uses one."""
+        from grader.policy import Shortcut
+        self.shortcuts.append(Shortcut(part, tuple(calls), tuple(cases)))
+
+    def shortcuts_for(self, case_name: str) -> list:
+        """The banned-call lists of the parts this case grades."""
+        return [s for s in self.shortcuts if s.grades(case_name)]
 
     def add(self, case: Case) -> Case:
         if case.name in self.cases:
@@ -352,10 +372,16 @@ def failed_property(case: Case, got) -> str | None:
     return None
 
 
+MAX_NAMED = 2  # outputs that more known mistakes produce alike name none of them
+
+
 def diagnose(got, mutants: dict, tol: float) -> tuple[str, str] | None:
-    """(name, description) of the known mistake whose outputs match `got`, if exactly one
-    does (outputs that several mistakes produce alike name none of them)."""
+    """(name, description) of the known mistake whose outputs match `got`; when two produce
+    these outputs alike (a mistake in a part the case builds on, and one in its own part),
+    both, names joined by " or " and descriptions by "; or: "."""
     matches = [(name, mutant["description"]) for name, mutant in mutants.items()
                if validate(got, mutant["outputs"], finite=False) is None
                and distance(got, mutant["outputs"]) <= tol]
-    return matches[0] if len(matches) == 1 else None
+    if not 0 < len(matches) <= MAX_NAMED:
+        return None
+    return " or ".join(n for n, _ in matches), "; or: ".join(d for _, d in matches)

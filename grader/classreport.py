@@ -189,7 +189,8 @@ def class_summary(assignment: str, cases, outcomes: dict) -> dict:
                                   for name, count in made.most_common()]})
     scores = [o.score for o in graded]
     made_by = Counter(name for o in graded for name in o.mistakes)
-    mistakes = [{"name": name, "description": descriptions.get(name, ""),
+    mistakes = [{"name": name, "description": "; or: ".join(  # "a or b": two alike
+                     filter(None, map(descriptions.get, name.split(" or ")))),
                  "submissions": [o.sid for o in graded if name in o.mistakes],
                  "cases": [row["name"] for row in rows
                            if any(m["name"] == name for m in row["mistakes"])]}

@@ -167,6 +167,7 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
             return Graded(assignment, verdicts, time.monotonic() - started, which, [reason],
                           host)
         module = folder / f"{assignment}.py"
+        shortcuts = library_shortcuts(assignment, module)
 
         def judged(case, result):
             try:
@@ -177,16 +178,27 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
                                clean_message(f"could not judge the outputs "
                                              f"({type(exc).__name__}: {exc})"))
 
-        jobs = [(case, inputs[case.name]) for case in chosen]
+        jobs = [(case, inputs[case.name]) for case in chosen if case.name not in shortcuts]
         ran = run_cases(assignment, module, jobs, device=device, limits=limits,
                         progress=progress, on_result=judged)
-    verdicts = [ran[case.name] for case in chosen]
+    verdicts = [ran[case.name] if case.name in ran else
+                Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
+                for case in chosen]
     if refused:
         notes.append(f"refused unsafe zip entries: {', '.join(refused)}")
     # Messages can quote what the student's code raised or returned: cleaned once more here.
     verdicts = [replace(v, message=clean_message(v.message)) for v in verdicts]
     return Graded(assignment, verdicts, time.monotonic() - started, which,
                   [clean_message(note) for note in notes], host)
+
+
+def library_shortcuts(assignment: str, module: Path) -> dict[str, str]:
+    """{case: message} for cases whose part uses a library call it asks students to write,
+    read from the submitted source here in the parent (grader/policy.py; never imported)."""
+    from grader import policy
+    from grader.sandbox import read_source
+    source = read_source(module)  # None: missing, a link or not a file (the worker says so)
+    return policy.violations(source, load_suite(assignment)) if source else {}
 
 
 def judge_result(assignment, case, result, fixture, device, limits, module) -> Verdict:

@@ -80,8 +80,13 @@ def run(config, send, sandbox, torch) -> None:
             send({"status": "error", "message": f"the outputs file cannot be read back ({exc})"})
         return
     from dlkit.utils import seed_everything
+    from grader import callpath
     suite = load_suite(config)
+    evaluate = config["mode"] == "evaluate"
     module_path = f"{config['job']}/{config['assignment']}.py"
+    runs, pins, shortcuts, watch = call_paths(suite, [name for name, _, _ in work], evaluate,
+                                              module_path)
+    move, seed_all, replaced = to_device, seed_everything, callpath.replaced
     try:
         module = import_module(config["assignment"], module_path)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
@@ -90,16 +95,24 @@ def run(config, send, sandbox, torch) -> None:
     send({"status": "ready"})
     target = torch.device(config["device"])
     for name, inputs, seed in work:
-        case = suite[name]
         sandbox.start_progress(lambda body: send(dict(body, case=name)))
         try:
-            seed_everything(seed)
-            if config["mode"] == "evaluate":
-                outputs = case.evaluate(module, to_device(inputs["weights"], target),
-                                        to_device(inputs["data"], target), target)
+            changed = replaced(pins[name])
+            if changed:
+                raise CallPathChanged(changed)
+            seed_all(seed)
+            if watch:
+                watch.begin(shortcuts[name])
+            if evaluate:
+                outputs = runs[name](module, move(inputs["weights"], target),
+                                     move(inputs["data"], target), target)
             else:
-                outputs = case.call(module, to_device(inputs, target), target)
-            body = {"case": name, "status": "ok", "outputs": sandbox.plain(outputs)}
+                outputs = runs[name](module, move(inputs, target), target)
+            used = watch.used() if watch else None
+            body = ({"case": name, "status": "error", "message": used} if used else
+                    {"case": name, "status": "ok", "outputs": sandbox.plain(outputs)})
+        except CallPathChanged as exc:
+            body = {"case": name, "status": "error", "message": str(exc)}
         except NotImplementedError as exc:
             body = {"case": name, "status": "todo",
                     "message": f"not implemented yet ({exc})" if str(exc) else "not implemented yet"}
@@ -111,6 +124,32 @@ def run(config, send, sandbox, torch) -> None:
         except Exception as exc:  # noqa: BLE001 - outputs that cannot travel
             send({"case": name, "status": "error",
                   "message": f"returned something that is not plain tensors ({exc})"[:300]})
+
+
+def call_paths(suite, names, evaluate: bool, module_path: str):
+    """Taken before the submission is imported, so that it cannot change them: what each
+    case runs (its call, or evaluate), the pins of everything that reads, the banned
+    library calls of each case's parts, and the watch on them (None when there are none)."""
+    from dlkit.utils import seed_everything
+    from grader import callpath
+    runs = {name: suite[name].evaluate if evaluate else suite[name].call for name in names}
+    pins = {name: callpath.pin(run, to_device, seed_everything, callpath.replaced,
+                               case=suite[name]) for name, run in runs.items()}
+    shortcuts = {name: [] if evaluate else suite.shortcuts_for(name) for name in names}
+    watch = None
+    if any(shortcuts.values()):  # banned library calls, watched while their part runs
+        from grader.policy import Watch
+        watch = Watch(module_path, [s for found in shortcuts.values() for s in found],
+                      parts=[s.part for s in suite.shortcuts])
+    return runs, pins, shortcuts, watch
+
+
+class CallPathChanged(Exception):
+    """The submission replaced part of the grader's code for this case: the case fails."""
+
+    def __init__(self, what: str):
+        super().__init__(f"the submission replaced grader code this case runs ({what}); "
+                         f"a submission may not rebind grader or dlkit objects")
 
 
 def load_suite(config):

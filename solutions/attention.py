@@ -50,7 +50,9 @@ class PositionalEncoder(nn.Module):
         super().__init__()
         self.d_model = d_model
         # BEGIN SOLUTION
-        # HINT: fill a (max_seq_len, d_model) float32 tensor pe (two loops are fine), even columns sin, odd cos.
+        # HINT: a float32 table of max_seq_len rows and d_model columns: column pairs (2i, 2i+1)
+        #       share one frequency, sine in the even column, cosine in the odd one; stored as
+        #       (1, max_seq_len, d_model).
         position = torch.arange(max_seq_len, dtype=torch.float64)[:, None]  # (L, 1)
         even = torch.arange(0, d_model, 2, dtype=torch.float64)                # (d/2,)
         angle = position / 10000 ** (even / d_model)                           # (L, d/2)
@@ -85,10 +87,16 @@ def attention(q: torch.Tensor, k: torch.Tensor,
         (output, att_values): output (N, L_q, d_v) and the attention weights
         att_values (N, L_q, L_k). The softmax runs over the keys (the last dimension), so
         every row att_values[n, i, :] sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     assert q.shape[-1] == k.shape[-1], "queries and keys must have the same size d_k"
     # BEGIN SOLUTION
-    # HINT: torch.bmm(q, k.transpose(-2, -1)) gives every score; scale, softmax over the keys, then bmm with v.
+    # HINT: every query meets every key in one batched product, (N, L_q, L_k), scaled by
+    #       1/sqrt(d_k); normalise over the keys; the weights then mix the values into (N, L_q,
+    #       d_v).
     scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (N, L_q, L_k)
     att_values = torch.softmax(scores, dim=-1)
     return torch.bmm(att_values, v), att_values
@@ -114,16 +122,23 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.input_dim, self.key_dim, self.output_dim = input_dim, key_dim, output_dim
         # BEGIN SOLUTION
-        # HINT: three nn.Linear layers named linear_q, linear_k, linear_v, created in that order.
+        # HINT: three linear projections of x: queries and keys of size key_dim, values of size
+        #       output_dim (names and creation order in the docstring).
         self.linear_q = nn.Linear(input_dim, key_dim)
         self.linear_k = nn.Linear(input_dim, key_dim)
         self.linear_v = nn.Linear(input_dim, output_dim)
         # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim)."""
+        """x: (N, L, input_dim). Returns only the output of `attention`: (N, L, output_dim).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         # BEGIN SOLUTION
-        # HINT: project x three times and call attention(q, k, v); drop the weights.
+        # HINT: queries, keys and values all come from x (N, L, input_dim); attention gives
+        #       (output, weights), and only the output is returned.
         output, _ = attention(self.linear_q(x), self.linear_k(x), self.linear_v(x))
         return output
         # END SOLUTION
@@ -142,7 +157,8 @@ class CrossAttention(nn.Module):
         super().__init__()
         self.key_dim, self.output_dim = key_dim, output_dim
         # BEGIN SOLUTION
-        # HINT: like SelfAttention, but linear_k and linear_v read y's features.
+        # HINT: as in SelfAttention, except that keys and values are projections of y, whose
+        #       feature size differs from x's.
         self.linear_q = nn.Linear(x_input_dim, key_dim)
         self.linear_k = nn.Linear(y_input_dim, key_dim)
         self.linear_v = nn.Linear(y_input_dim, output_dim)
@@ -152,9 +168,14 @@ class CrossAttention(nn.Module):
         """x: (N, L_x, x_input_dim), y: (N, L_y, y_input_dim); L_x and L_y may differ.
 
         Returns (N, L_x, output_dim): one output per query position of x.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # BEGIN SOLUTION
-        # HINT: q from x, k and v from y, then attention.
+        # HINT: queries come from x (N, L_x, .), keys and values from y (N, L_y, .): the output
+        #       has x's length.
         output, _ = attention(self.linear_q(x), self.linear_k(y), self.linear_v(y))
         return output
         # END SOLUTION
@@ -176,7 +197,8 @@ class MultiHeadedAttention(nn.Module):
     def __init__(self, attn_modules: list[nn.Module], final_output_dim: int):
         super().__init__()
         # BEGIN SOLUTION
-        # HINT: nn.ModuleList(attn_modules), then one nn.Linear from the summed head sizes.
+        # HINT: keep the heads as registered submodules (their weights load by name) and one
+        #       linear layer from the heads' joined width to final_output_dim.
         self.attn_modules = nn.ModuleList(attn_modules)
         total = sum(head.output_dim for head in self.attn_modules)
         self.linear_out = nn.Linear(total, final_output_dim)
@@ -187,9 +209,14 @@ class MultiHeadedAttention(nn.Module):
 
         Run every head on x, concatenate their outputs along the feature dimension (head 0's
         features first), then apply linear_out.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # BEGIN SOLUTION
-        # HINT: torch.cat([...], dim=-1) of the head outputs, then self.linear_out.
+        # HINT: every head sees the same x; join their outputs feature-wise, head 0 first, then
+        #       map them to final_output_dim.
         outputs = [head(x) for head in self.attn_modules]  # each (N, L, output_dim of head)
         return self.linear_out(torch.cat(outputs, dim=-1))
         # END SOLUTION
@@ -209,9 +236,14 @@ def causal_attention(q: torch.Tensor, k: torch.Tensor,
     Returns:
         (output (N, L, d_v), att_values (N, L, L)): att_values[n, i, j] is exactly 0 for
         every j > i, and every row still sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # BEGIN SOLUTION
-    # HINT: set the scores above the diagonal (j > i) to -inf before the softmax.
+    # HINT: keys after the query (j > i) must end with weight exactly 0: deal with their scores
+    #       before normalising.
     scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (N, L, L)
     L = q.shape[1]
     future = torch.ones(L, L, dtype=torch.bool, device=q.device).triu(1)  # True where j > i
@@ -227,9 +259,14 @@ class CausalSelfAttention(SelfAttention):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only."""
+        """x: (N, L, input_dim) -> (N, L, output_dim); output i depends on x[:, :i+1] only.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         # BEGIN SOLUTION
-        # HINT: SelfAttention.forward with causal_attention in place of attention.
+        # HINT: the projections of SelfAttention; only the attention becomes the causal one.
         output, _ = causal_attention(self.linear_q(x), self.linear_k(x), self.linear_v(x))
         return output
         # END SOLUTION

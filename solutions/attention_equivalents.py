@@ -64,11 +64,6 @@ EQUIVALENTS = {
     att_values = e / e.sum(dim=-1, keepdim=True)
     return att_values @ v, att_values
 """)]),
-    "attention_torch_sdpa": (
-        "the output from F.scaled_dot_product_attention, the weights computed beside it",
-        [(ATTENTION_BODY, """    att_values = F.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
-    return F.scaled_dot_product_attention(q, k, v), att_values
-""")]),
     "mha_concat_in_loop": (
         "the head outputs concatenated one by one in a loop, on dim=2",
         [("""        outputs = [head(x) for head in self.attn_modules]  # each (N, L, output_dim of head)
@@ -88,12 +83,5 @@ EQUIVALENTS = {
         [(CAUSAL_MASK, """    L = q.shape[1]
     mask = torch.full((L, L), float("-inf"), dtype=q.dtype, device=q.device).triu(diagonal=1)
     att_values = torch.softmax(scores + mask, dim=-1)
-""")]),
-    "causal_torch_sdpa": (
-        "the output from F.scaled_dot_product_attention(is_causal=True), the weights beside it",
-        [("""    att_values = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-    return torch.bmm(att_values, v), att_values
-""", """    att_values = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True), att_values
 """)]),
 }

@@ -4,6 +4,12 @@ MUTANTS = {name: (what the student probably did, [(text in the solution, replace
 Each text must occur exactly once in solutions/attention.py. Fixtures store the outputs of
 every mistake so the grader can name it; tests grade each one and expect lost points.
 """
+# The reference's attention body (the same text solutions/attention_equivalents.py replaces).
+ATTENTION_BODY = """    scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (N, L_q, L_k)
+    att_values = torch.softmax(scores, dim=-1)
+    return torch.bmm(att_values, v), att_values
+"""
+
 MUTANTS = {
     "pe_blog_formula": (
         "the position table uses the blog formula 10000**(2*i/d_model) with i the column "
@@ -88,4 +94,16 @@ MUTANTS = {
         "CausalSelfAttention calls attention instead of causal_attention: it sees the future",
         [("        output, _ = causal_attention(self.linear_q(x), self.linear_k(x), self.linear_v(x))\n",
           "        output, _ = attention(self.linear_q(x), self.linear_k(x), self.linear_v(x))\n")]),
+    "attention_torch_sdpa": (
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write",
+        [(ATTENTION_BODY, """    att_values = F.softmax(q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5, dim=-1)
+    return F.scaled_dot_product_attention(q, k, v), att_values
+""")]),
+    "causal_torch_sdpa": (
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write",
+        [("""    att_values = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+    return torch.bmm(att_values, v), att_values
+""", """    att_values = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True), att_values
+""")]),
 }

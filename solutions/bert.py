@@ -49,9 +49,14 @@ def scaled_dot_product(q, k, v, attn_drop_rate: float = 0.1, mask=None):
     with probability `attn_drop_rate` on the weights (pass 0.0 to switch it off); then the
     weights times v. Returns (values (B, heads, T, d), attention (B, heads, T, T)); the
     attention returned is the one after dropout.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`.
     """
     # BEGIN SOLUTION
-    # HINT: logits (B, h, T, T); mask[:, None, None, :] hides key columns; softmax(-1); F.dropout(p); @ v
+    # HINT: scores (B, heads, T, T) scaled by 1/sqrt(d); a masked key hides its whole column,
+    #       for every query; normalise over the keys, drop weights out at attn_drop_rate, then
+    #       mix the values.
     d_k = q.shape[-1]
     logits = q @ k.transpose(-2, -1) / math.sqrt(d_k)                # (B, h, T, T)
     if mask is not None:
@@ -83,7 +88,8 @@ class MultiHeadAttention(nn.Module):
         self.head_dim = embed_dim // n_heads
         self.attn_drop_rate = attn_drop_rate
         # BEGIN SOLUTION
-        # HINT: self.qkv_proj = nn.Linear(E, 3 * E); self.o_proj = nn.Linear(E, E); then _reset_parameters()
+        # HINT: one fused projection E -> 3E for queries, keys and values and one output
+        #       projection E -> E (names in the docstring), then the initialisation.
         self.qkv_proj = nn.Linear(embed_dim, 3 * embed_dim)
         self.o_proj = nn.Linear(embed_dim, embed_dim)
         self._reset_parameters()
@@ -91,16 +97,24 @@ class MultiHeadAttention(nn.Module):
 
     def _reset_parameters(self):
         # BEGIN SOLUTION
-        # HINT: nn.init.xavier_uniform_ on both weights, nn.init.zeros_ on both biases
+        # HINT: Xavier-uniform weights and zero biases, for both projections.
         for layer in (self.qkv_proj, self.o_proj):
             nn.init.xavier_uniform_(layer.weight)
             nn.init.zeros_(layer.bias)
         # END SOLUTION
 
     def forward(self, x, mask=None):
+        """See the class docstring.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
+        """
         B, T, _ = x.shape
         # BEGIN SOLUTION
-        # HINT: qkv (B,T,h,3d) -> permute (B,h,T,3d) -> chunk 3; attention (no dropout in eval); merge heads; o_proj
+        # HINT: the fused projection is (B, T, heads, 3 * head_dim), each head's block holding
+        #       its q, k and v in that order; attend per head (dropout only while training),
+        #       bring the heads back to (B, T, E), then project.
         qkv = self.qkv_proj(x).reshape(B, T, self.n_heads, 3 * self.head_dim)
         q, k, v = qkv.permute(0, 2, 1, 3).chunk(3, dim=-1)              # (B, h, T, d) each
         drop = self.attn_drop_rate if self.training else 0.0
@@ -119,13 +133,18 @@ class TransformerBlock(nn.Module):
     `nn.Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout(layer_drop_rate))` (the
     source's width: no expansion). Attribute names: `attention`, `dropout`, `norm1`, `ffn`,
     `norm2`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, embed_dim: int, n_heads: int, attn_drop_rate: float,
                  layer_drop_rate: float):
         super().__init__()
         # BEGIN SOLUTION
-        # HINT: attention, dropout, norm1, ffn = nn.Sequential(Linear, GELU, Linear, Dropout), norm2
+        # HINT: the attribute names and the feed-forward's layers are in the class docstring;
+        #       the feed-forward keeps the width E.
         self.attention = MultiHeadAttention(embed_dim, n_heads, attn_drop_rate)
         self.dropout = nn.Dropout(layer_drop_rate)
         self.norm1 = nn.LayerNorm(embed_dim)
@@ -137,7 +156,9 @@ class TransformerBlock(nn.Module):
     def forward(self, inputs):
         x, mask = inputs
         # BEGIN SOLUTION
-        # HINT: h = norm1(x + dropout(attention(x, mask))); out = norm2(h + ffn(h))
+        # HINT: post-LN: each sublayer's output is added to its input and the sum normalised;
+        #       attention (with the mask) first, the feed-forward second; the mask travels on
+        #       with the output.
         h = self.norm1(x + self.dropout(self.attention(x, mask)))
         out = self.norm2(h + self.ffn(h))
         # END SOLUTION
@@ -176,6 +197,10 @@ class BertModel(nn.Module):
     `pos_encoding = PositionalEncoding(E, layer_drop_rate)` -> `layers`, an nn.Sequential of
     n_layers TransformerBlocks -> `mlm_head = nn.Linear(E, vocab_size)`.
     forward(batch_text (B, T) int64, mask (B, T) or None) -> logits (B, T, vocab_size).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, n_layers: int, vocab_size: int, embed_dim: int, n_heads: int,
@@ -183,7 +208,8 @@ class BertModel(nn.Module):
         super().__init__()
         self.vocab_size = vocab_size
         # BEGIN SOLUTION
-        # HINT: embedding (vocab_size + 1 rows), pos_encoding, layers = nn.Sequential(*blocks), mlm_head
+        # HINT: the four attributes of the class docstring; the embedding has one row more than
+        #       the vocabulary, for the mask token.
         self.embedding = nn.Embedding(vocab_size + 1, embed_dim)
         self.pos_encoding = PositionalEncoding(embed_dim, layer_drop_rate)
         self.layers = nn.Sequential(*[TransformerBlock(embed_dim, n_heads, attn_drop_rate,
@@ -194,7 +220,8 @@ class BertModel(nn.Module):
 
     def forward(self, batch_text, mask=None):
         # BEGIN SOLUTION
-        # HINT: x = pos_encoding(embedding(text)); x, _ = layers((x, mask)); return mlm_head(x)
+        # HINT: ids (B, T) become vectors (B, T, E) with their positions; the blocks pass (x,
+        #       mask) pairs along; the head gives (B, T, vocab_size).
         x = self.pos_encoding(self.embedding(batch_text))               # (B, T, E)
         x, _ = self.layers((x, mask))
         logits = self.mlm_head(x)                                       # (B, T, V)
@@ -221,9 +248,14 @@ def mask_inputs(text, mask_token: int, vocab_size: int, mask_rate: float = 0.15,
     only_mask=True: every selected token becomes `mask_token` (the same draws are made).
     labels: the original id where selected, IGNORE_INDEX (-100) everywhere else.
     The input is not modified.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `transformers.DataCollatorForLanguageModeling`.
     """
     # BEGIN SOLUTION
-    # HINT: three draws in order (rand, rand, randint); torch.where for the text and the labels
+    # HINT: the draws and their order are fixed by the docstring (two uniform tensors of the
+    #       text's shape, then random ids); decide every token's fate from them at once, without
+    #       loops.
     select = torch.rand(text.shape, generator=generator, device=text.device) < mask_rate
     if pad_id is not None:
         select &= text != pad_id
@@ -249,7 +281,9 @@ def pretraining_step(model, optimizer, text, mask_token: int, vocab_size: int,
     ignored); then clear the gradients, backward, optimizer step.
     """
     # BEGIN SOLUTION
-    # HINT: mask_inputs; logits = model(masked, pad_mask); cross_entropy on reshaped; zero_grad, backward, step
+    # HINT: corrupt the batch, predict every position with padding hidden from attention, score
+    #       only the labelled positions against the vocabulary, take one optimiser step; return
+    #       the loss as a float.
     masked_text, labels = mask_inputs(text, mask_token, vocab_size, mask_rate, pad_id,
                                       generator=generator)
     pad_mask = None if pad_id is None else text == pad_id
@@ -286,7 +320,9 @@ class BERTGRUSentiment(nn.Module):
         self.bert = bert
         embedding_dim = bert.config.hidden_size
         # BEGIN SOLUTION
-        # HINT: self.rnn = nn.GRU(...batch_first=True...); self.out = nn.Linear(...); self.dropout
+        # HINT: a GRU over BERT's hidden size (batch first, dropout only between layers), a
+        #       linear layer from its final state (twice as wide when bidirectional) to
+        #       output_dim, and a dropout.
         self.rnn = nn.GRU(embedding_dim, hidden_dim, num_layers=n_layers,
                           bidirectional=bidirectional, batch_first=True,
                           dropout=0 if n_layers < 2 else dropout)
@@ -296,7 +332,9 @@ class BERTGRUSentiment(nn.Module):
 
     def forward(self, text):
         # BEGIN SOLUTION
-        # HINT: with torch.no_grad(): bert(text)[0]; _, hidden = rnn(...); cat(hidden[-2], hidden[-1]) if bidirectional
+        # HINT: BERT stays frozen (no gradients through it); its sequence output (B, T, hidden)
+        #       feeds the GRU; the last layer's final state, both directions side by side when
+        #       bidirectional, goes through the dropout and the output layer.
         with torch.no_grad():
             embedded = self.bert(text)[0]                               # (B, T, hidden_size)
         _, hidden = self.rnn(embedded)                                  # (layers * dirs, B, H)
@@ -322,7 +360,7 @@ def binary_accuracy(preds, y):
     """The fraction of logits `preds` (N,) whose rounded sigmoid equals the 0/1 label `y`
     (N,): a 0-dim tensor, e.g. 0.8 for 8 right out of 10 (not 8)."""
     # BEGIN SOLUTION
-    # HINT: torch.round(torch.sigmoid(preds)) == y, as floats, averaged
+    # HINT: a logit above 0 predicts 1; return the fraction of predictions equal to y.
     correct = (torch.round(torch.sigmoid(preds)) == y).float()
     acc = correct.sum() / len(correct)
     # END SOLUTION
@@ -338,7 +376,8 @@ def train(model, iterator, optimizer, criterion, progress: bool = False):
     model.train()
     for text, label in tqdm(iterator, disable=not progress, leave=False):
         # BEGIN SOLUTION
-        # HINT: zero_grad; predictions = model(text).squeeze(1); loss; acc = binary_accuracy; backward; step
+        # HINT: per batch: logits (B, 1) become (B,), the criterion and binary_accuracy score
+        #       them, one optimiser step; return the mean loss and accuracy over the batches.
         optimizer.zero_grad()
         predictions = model(text).squeeze(1)
         loss = criterion(predictions, label)
@@ -356,7 +395,7 @@ def evaluate(model, iterator, criterion):
     (mean loss, mean accuracy) over the batches, as Python floats."""
     epoch_loss, epoch_acc, batches = 0.0, 0.0, 0
     # BEGIN SOLUTION
-    # HINT: model.eval(); with torch.no_grad(): the same per-batch loss and accuracy, no step
+    # HINT: the same means as train, in evaluation mode, without gradients and without steps.
     model.eval()
     with torch.no_grad():
         for text, label in iterator:
@@ -382,7 +421,8 @@ def predict_sentiment(model, tokenizer, sentence: str, max_input_length: int = 5
     model.eval()
     device = next(model.parameters()).device
     # BEGIN SOLUTION
-    # HINT: tokens[:max_input_length - 2]; [cls] + ids + [sep]; tensor (1, T); torch.sigmoid(model(...)).item()
+    # HINT: tokenize, leave room for the two special tokens, put the ids between CLS and SEP as
+    #       a batch of one (1, T), and return the positive class's probability as a float.
     tokens = tokenizer.tokenize(sentence)[: max_input_length - 2]
     ids = ([tokenizer.cls_token_id] + tokenizer.convert_tokens_to_ids(tokens)
            + [tokenizer.sep_token_id])
@@ -407,7 +447,9 @@ def bert_attention(bert, input_ids, token_type_ids=None, attention_mask=None):
     `att = bert.encoder.layer[l].attention.self` (`att.query`, `att.key`: nn.Linear;
     heads = bert.config.num_attention_heads), compute softmax(q k^T / sqrt(head_dim)) with
     padding keys at -inf. Returns (layers, B, heads, T, T).
-    Do not use output_attentions: the grader compares your maps with it.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): the `output_attentions` option.
     """
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
@@ -419,7 +461,9 @@ def bert_attention(bert, input_ids, token_type_ids=None, attention_mask=None):
                              output_hidden_states=True).hidden_states
         maps = []
         # BEGIN SOLUTION
-        # HINT: for each layer: q, k = att.query(h), att.key(h) -> (B, heads, T, d); scores; -inf on padding; softmax
+        # HINT: each layer's input (B, T, hidden) gives queries and keys through that layer's
+        #       own projections, split into heads (B, heads, T, head_dim); padding keys get no
+        #       weight.
         for layer, h in zip(bert.encoder.layer, hidden_states):
             att = layer.attention.self
             B, T, E = h.shape

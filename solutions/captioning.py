@@ -40,9 +40,15 @@ def rnn_step_forward(x: torch.Tensor, prev_h: torch.Tensor, Wx: torch.Tensor,
         Wx: (D, H) input-to-hidden weights. Wh: (H, H) hidden-to-hidden weights. b: (H,).
     Returns:
         next_h: (N, H), and cache: whatever `rnn_step_backward` needs (your choice).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
     # BEGIN SOLUTION
-    # HINT: one line for next_h; keep the inputs, weights and next_h in the cache.
+    # HINT: x (N, D) through Wx and prev_h (N, H) through Wh, plus b, squashed by tanh: (N, H);
+    #       cache what the backward pass will need.
     next_h = torch.tanh(x @ Wx + prev_h @ Wh + b)
     cache = (x, prev_h, Wx, Wh, next_h)
     # END SOLUTION
@@ -56,9 +62,15 @@ def rnn_step_backward(dnext_h: torch.Tensor, cache):
         dnext_h: (N, H) gradient of the loss with respect to next_h. cache: from the forward.
     Returns:
         (dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.autograd.grad`, `torch.autograd.backward`,
+    `torch.autograd.functional.vjp`, `torch.func.vjp`, `torch.func.grad`, the `backward`
+    option.
     """
     # BEGIN SOLUTION
-    # HINT: d tanh(a) / da = 1 - tanh(a)**2 = 1 - next_h**2; then the chain rule for a matmul.
+    # HINT: go back through tanh first (its derivative can be written with next_h), then through
+    #       both matrix products; every gradient has the shape of what it differentiates.
     x, prev_h, Wx, Wh, next_h = cache
     da = dnext_h * (1 - next_h ** 2)  # (N, H): gradient at the pre-activation
     dx = da @ Wx.T
@@ -78,9 +90,15 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, Wx: torch.Tensor, Wh: torch.T
         x: (N, T, D) inputs. h0: (N, H) initial hidden state. Wx (D, H), Wh (H, H), b (H,).
     Returns:
         h: (N, T, H), the hidden state of every step (h0 not included), and cache.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
     # BEGIN SOLUTION
-    # HINT: loop t = 0..T-1, store each step's cache in a list; torch.stack the states.
+    # HINT: one step per time t, each from the previous state (h0 first); the states make (N, T,
+    #       H); keep every step's cache.
     states, caches = [], []
     h = h0
     for t in range(x.shape[1]):
@@ -102,9 +120,15 @@ def rnn_backward(dh: torch.Tensor, cache):
         cache: from `rnn_forward`.
     Returns:
         (dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.autograd.grad`, `torch.autograd.backward`,
+    `torch.autograd.functional.vjp`, `torch.func.vjp`, `torch.func.grad`, the `backward`
+    option.
     """
     # BEGIN SOLUTION
-    # HINT: loop t = T-1..0; the gradient into h_t is dh[:, t] plus what step t+1 sent back.
+    # HINT: walk the steps backwards: the gradient reaching h_t is its own upstream part plus
+    #       what step t+1 sent back; the weights' gradients add up over the steps.
     N, T, H = dh.shape
     dxs = [None] * T
     dprev = torch.zeros_like(dh[:, 0])
@@ -157,9 +181,15 @@ class WordEmbedding(nn.Module):
         self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D)."""
+        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.embedding`, `torch.nn.Embedding`,
+        `torch.embedding`.
+        """
         # BEGIN SOLUTION
-        # HINT: index the table with the ids; one line, no loops.
+        # HINT: each id selects one row of W_embed (V, D): ids (N, T) give (N, T, D), without
+        #       loops.
         out = self.W_embed[x]
         # END SOLUTION
         return out
@@ -181,7 +211,8 @@ def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor,
         (not over the tokens).
     """
     # BEGIN SOLUTION
-    # HINT: F.cross_entropy on (N*T, V) and (N*T,) with reduction="sum", divided by N.
+    # HINT: the cross-entropy of every kept time step against its target, summed over all of
+    #       them, then divided by the batch size N (not by the number of steps).
     loss = F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1),
                            ignore_index=-100 if ignore_index is None else ignore_index,
                            reduction="sum") / x.shape[0]
@@ -227,7 +258,8 @@ class CaptioningRNN(nn.Module):
         self.ignore_index = ignore_index
         self.image_encoder = ImageEncoder(out_channels=input_dim, width=encoder_width)
         # BEGIN SOLUTION
-        # HINT: four layers: feature_proj, word_embedding, rnn (class by cell_type), output.
+        # HINT: the attributes named in the docstring; the recurrent module's class follows
+        #       cell_type.
         self.feature_proj = nn.Linear(input_dim, hidden_dim)
         self.word_embedding = WordEmbedding(vocab_size, wordvec_dim)
         cell = {"rnn": RNN, "lstm": LSTM, "attn": AttentionLSTM}[cell_type]
@@ -243,7 +275,9 @@ class CaptioningRNN(nn.Module):
         from the words up to t. Returns the scalar `temporal_softmax_loss` (ignore_index).
         """
         # BEGIN SOLUTION
-        # HINT: features -> h0 (rnn, lstm) or A (attn); embed; run self.rnn; scores; loss.
+        # HINT: image features give the initial state (averaged over the grid for rnn and lstm)
+        #       or the projected grid A (attn); the captions without their last word are the
+        #       inputs, without their first the targets.
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         features = self.image_encoder(images)                            # (N, C, 4, 4)
         words = self.word_embedding(captions_in)                         # (N, T, W)
@@ -275,7 +309,8 @@ class CaptioningRNN(nn.Module):
             weights of every step are graded, those after <END> too.
         """
         # BEGIN SOLUTION
-        # HINT: loop max_length times: embed the last word, one step of self.rnn, argmax.
+        # HINT: start from <START>; every step feeds back the most likely word of the step
+        #       before; after a caption's <END> only <NULL> follows.
         N = images.shape[0]
         features = self.image_encoder(images)                            # (N, C, 4, 4)
         if self.cell_type == "attn":
@@ -331,6 +366,11 @@ class LSTM(nn.Module):
         i, f, o = sigmoid of their H columns, g = tanh of its H columns,
         next_c = f * prev_c + i * g,  next_h = o * tanh(next_c).
     Backward comes from autograd.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):
@@ -342,7 +382,8 @@ class LSTM(nn.Module):
     def step_forward(self, x: torch.Tensor, prev_h: torch.Tensor, prev_c: torch.Tensor):
         """x (N, D), prev_h (N, H), prev_c (N, H) -> (next_h (N, H), next_c (N, H))."""
         # BEGIN SOLUTION
-        # HINT: a.chunk(4, dim=1) gives i, f, o, g in that order.
+        # HINT: one activation (N, 4H) holds the four gates in the order i, f, o, g: sigmoid for
+        #       three of them, tanh for g; the new cell mixes the old memory and the new input.
         a = x @ self.Wx + prev_h @ self.Wh + self.b                      # (N, 4H)
         i, f, o, g = a.chunk(4, dim=1)
         next_c = torch.sigmoid(f) * prev_c + torch.sigmoid(i) * torch.tanh(g)
@@ -356,7 +397,8 @@ class LSTM(nn.Module):
         The cell state starts at zero.
         """
         # BEGIN SOLUTION
-        # HINT: c0 = torch.zeros_like(h0); loop over t calling step_forward; torch.stack.
+        # HINT: the cell starts at zero; one step_forward per time step; return every step's
+        #       hidden state, (N, T, H).
         h, c = h0, torch.zeros_like(h0)
         states = []
         for t in range(x.shape[1]):
@@ -376,9 +418,15 @@ def dot_product_attention(prev_h: torch.Tensor, A: torch.Tensor):
         attn: (N, H), the features averaged with the attention weights, and
         attn_weights: (N, D_a, D_a), softmax over the D_a * D_a cells of
         prev_h . A[:, :, cell] / sqrt(H); they sum to 1 for every image.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # BEGIN SOLUTION
-    # HINT: flatten A to (N, H, 16); bmm with prev_h; divide by sqrt(H), not sqrt(D_a).
+    # HINT: the 4x4 grid is 16 positions of width H; each position's score is its dot product
+    #       with prev_h over sqrt(H) (H, not the grid's side); the output (N, H) mixes the
+    #       positions, the weights go back to (N, 4, 4).
     N, H, D_a, _ = A.shape
     A_flat = A.reshape(N, H, D_a * D_a)                                  # (N, H, 16)
     scores = torch.bmm(prev_h[:, None, :], A_flat)[:, 0] / math.sqrt(H)  # (N, 16)
@@ -395,6 +443,11 @@ class AttentionLSTM(nn.Module):
     Parameters Wx (D, 4H), Wh (H, 4H), Wattn (H, 4H), b (4H,). At each step the previous
     hidden state attends over A (`dot_product_attention`), and the attended vector enters
     the activation: a = x @ Wx + prev_h @ Wh + attn @ Wattn + b, gates i, f, o, g as in LSTM.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.RNN`, `torch.nn.RNNCell`, `torch.nn.LSTM`, `torch.nn.LSTMCell`,
+    `torch.nn.GRU`, `torch.nn.GRUCell`, `torch.rnn_tanh`, `torch.rnn_tanh_cell`,
+    `torch.lstm`, `torch.lstm_cell`.
     """
 
     def __init__(self, input_dim: int, hidden_dim: int):
@@ -408,7 +461,8 @@ class AttentionLSTM(nn.Module):
                      attn: torch.Tensor):
         """x (N, D), prev_h, prev_c, attn (N, H) -> (next_h (N, H), next_c (N, H))."""
         # BEGIN SOLUTION
-        # HINT: the LSTM step with one more term, attn @ self.Wattn, in the activation.
+        # HINT: the LSTM step, with the attention vector as one more input to the activation,
+        #       through Wattn.
         a = x @ self.Wx + prev_h @ self.Wh + attn @ self.Wattn + self.b   # (N, 4H)
         i, f, o, g = a.chunk(4, dim=1)
         next_c = torch.sigmoid(f) * prev_c + torch.sigmoid(i) * torch.tanh(g)
@@ -422,7 +476,8 @@ class AttentionLSTM(nn.Module):
         Both h0 and c0 are the spatial mean of A, A.mean(dim=(2, 3)).
         """
         # BEGIN SOLUTION
-        # HINT: h = c = A.mean(dim=(2, 3)); each step: attention with h, then step_forward.
+        # HINT: both states start as the grid's mean (N, H); every step attends with the
+        #       previous hidden state before stepping.
         h = c = A.mean(dim=(2, 3))                                       # (N, H)
         states = []
         for t in range(x.shape[1]):

@@ -50,9 +50,14 @@ def get_similarity_no_loop(text_features: torch.Tensor,
 
     text_features: (N, D); image_features: (M, D). Returns (N, M): entry (i, j) is the
     cosine similarity of text i and image j (normalise the rows to unit L2 norm first).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
     """
     # BEGIN SOLUTION
-    # HINT: divide each row by its L2 norm (dim=-1, keepdim=True), then text @ image.T
+    # HINT: make every row unit length, then let every text row meet every image row in one
+    #       product: (N, D) and (M, D) give (N, M).
     text = text_features / text_features.norm(dim=-1, keepdim=True)
     image = image_features / image_features.norm(dim=-1, keepdim=True)
     similarity = text @ image.T
@@ -74,7 +79,9 @@ def clip_contrastive_loss(image_features: torch.Tensor, text_features: torch.Ten
     each averaged over the batch. Returns a 0-dim tensor.
     """
     # BEGIN SOLUTION
-    # HINT: logits = exp(logit_scale) * cosine similarities (B, B); labels = arange(B); average the cross-entropy of logits and of logits.T
+    # HINT: the (B, B) cosine similarities scaled by exp(logit_scale); pair i is the right
+    #       answer for row i in both directions (images to texts, texts to images); average the
+    #       two cross-entropies.
     similarity = get_similarity_no_loop(image_features, text_features)  # (B images, B texts)
     logits = logit_scale.exp() * similarity
     labels = torch.arange(len(logits), device=logits.device)
@@ -98,7 +105,8 @@ def clip_zero_shot_classifier(clip_model, clip_preprocess, images, class_texts, 
     `class_texts`. Run the encoders without gradients.
     """
     # BEGIN SOLUTION
-    # HINT: tokenize + encode_text the classes; preprocess, stack, encode_image the images; get_similarity_no_loop (C, M); argmax over the classes
+    # HINT: encode the class texts and the preprocessed images, compare every class with every
+    #       image (C, M), and give each image its most similar class.
     tokens = clip_model.tokenize(class_texts).to(device)
     batch = torch.stack([clip_preprocess(image) for image in images]).to(device)
     with torch.no_grad():
@@ -122,7 +130,8 @@ class CLIPImageRetriever:
         images: list of uint8 arrays (H, W, 3), the gallery."""
         self.clip_model, self.device = clip_model, device
         # BEGIN SOLUTION
-        # HINT: preprocess and stack the images, encode_image them without gradients, keep the unit-normalised features (M, E)
+        # HINT: encode the gallery once, here, without gradients, and keep unit-length features
+        #       (M, E).
         batch = torch.stack([clip_preprocess(image) for image in images]).to(device)
         with torch.no_grad():
             features = clip_model.encode_image(batch)
@@ -133,7 +142,8 @@ class CLIPImageRetriever:
         """Indices of the k gallery images most similar to the text `query`, most similar
         first (a list of k Python ints)."""
         # BEGIN SOLUTION
-        # HINT: encode_text(tokenize([query])); similarities with every image (M,); topk(k)
+        # HINT: encode the query, score every gallery image by cosine similarity (M,), and
+        #       return the k best indices, best first, as Python ints.
         with torch.no_grad():
             text = self.clip_model.encode_text(self.clip_model.tokenize([query]).to(self.device))
         text = text / text.norm(dim=-1, keepdim=True)                     # (1, E)
@@ -164,7 +174,10 @@ def dino_loss(student_output: torch.Tensor, teacher_output: torch.Tensor,
     batch; the loss is the mean over those V_t * (V - 1) pairs. Returns a 0-dim tensor.
     """
     # BEGIN SOLUTION
-    # HINT: p_t = softmax((teacher - center) / teacher_temp, -1).detach(); log_p_s = log_softmax(student / student_temp, -1); average -(p_t * log_p_s).sum(-1).mean() over pairs s != t
+    # HINT: teacher distributions: centred, sharpened by teacher_temp, normalised over K, with
+    #       no gradient; student log-distributions at student_temp; the cross-entropy of every
+    #       (teacher view, different student view) pair, averaged over the batch and over the
+    #       pairs.
     teacher_probs = F.softmax((teacher_output - center) / teacher_temp, dim=-1).detach()
     student_log_probs = F.log_softmax(student_output / student_temp, dim=-1)
     total, pairs = 0.0, 0
@@ -199,9 +212,15 @@ def ema_update(teacher: nn.Module, student: nn.Module, momentum: float = 0.996) 
     """Move the teacher's parameters towards the student's, in place:
     teacher_p = momentum * teacher_p + (1 - momentum) * student_p for every parameter (in
     the order of `.parameters()`; both modules have the same architecture). The student is
-    not changed; nothing here builds a graph."""
+    not changed; nothing here builds a graph.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.optim.swa_utils.AveragedModel`,
+    `torch.optim.swa_utils.get_ema_multi_avg_fn`, `torch.optim.swa_utils.get_ema_avg_fn`.
+    """
     # BEGIN SOLUTION
-    # HINT: zip(teacher.parameters(), student.parameters()); p_t.mul_(momentum).add_(p_s, alpha=1 - momentum)
+    # HINT: every teacher parameter moves, in place and without gradients, to momentum times
+    #       itself plus (1 - momentum) times its student counterpart.
     for p_teacher, p_student in zip(teacher.parameters(), student.parameters()):
         p_teacher.mul_(momentum).add_(p_student.detach(), alpha=1 - momentum)
     # END SOLUTION
@@ -224,7 +243,8 @@ class DINOSegmentation:
     def __init__(self, device, num_classes: int, inp_dim: int = 384):
         self.device, self.num_classes, self.inp_dim = device, num_classes, inp_dim
         # BEGIN SOLUTION
-        # HINT: e.g. nn.Sequential(nn.Linear(inp_dim, 256), nn.ReLU(), nn.Linear(256, num_classes)) on device, and an AdamW optimiser with weight decay
+        # HINT: any small classifier from inp_dim features to num_classes scores, on device, and
+        #       an optimiser for it (weight decay helps).
         self.model = nn.Sequential(nn.Linear(inp_dim, 256), nn.ReLU(),
                                    nn.Linear(256, num_classes)).to(device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3,
@@ -237,7 +257,8 @@ class DINOSegmentation:
         X_train = X_train.to(self.device, torch.float32)
         Y_train = Y_train.to(self.device, torch.long)
         # BEGIN SOLUTION
-        # HINT: num_iters times: cross-entropy of self.model(X_train) against Y_train; zero_grad, backward, step
+        # HINT: num_iters optimisation steps of the classification loss of the patch scores (P,
+        #       C) against their labels (P,).
         self.model.train()
         for _ in range(num_iters):
             loss = F.cross_entropy(self.model(X_train), Y_train)
@@ -251,7 +272,7 @@ class DINOSegmentation:
         """Predicted class of each patch: X_test (P, D) -> (P,) int64."""
         X_test = X_test.to(self.device, torch.float32)
         # BEGIN SOLUTION
-        # HINT: argmax of self.model(X_test) over the classes
+        # HINT: the most likely class of every patch: (P,) integer labels.
         self.model.eval()
         pred_classes = self.model(X_test).argmax(dim=-1)
         # END SOLUTION

@@ -62,9 +62,14 @@ class AttentionHead(nn.Module):
         Returns (out (B, T, n_hidden), alpha (B, T, S)) with
         alpha = softmax(Q K^T / sqrt(n_hidden)) over the keys (blocked entries exactly 0)
         and out = alpha V.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.scaled_dot_product_attention`.
         """
         # BEGIN SOLUTION
-        # HINT: project x; with a cache, cat cached k, v before the new (dim=1), store back; -inf where mask == 0.
+        # HINT: queries, keys and values from x; with a cache, the new keys and values follow
+        #       the cached ones in time and the cache keeps them all; pairs whose mask is 0 get
+        #       weight exactly 0.
         q, k, v = self.W_Q(x), self.W_K(x), self.W_V(x)  # (B, T, n_hidden)
         if kv_cache is not None:
             if "k" in kv_cache:
@@ -86,12 +91,17 @@ class MultiHeadedAttention(nn.Module):
     Attribute names (the grader loads weights by name): `heads`, an nn.ModuleList of
     `num_heads` AttentionHead(dim, n_hidden), and `project`, nn.Linear(num_heads *
     n_hidden, dim).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.MultiheadAttention`,
+    `torch.nn.functional.multi_head_attention_forward`.
     """
 
     def __init__(self, dim: int, n_hidden: int, num_heads: int):
         super().__init__()
         # BEGIN SOLUTION
-        # HINT: an nn.ModuleList of num_heads AttentionHead(dim, n_hidden); nn.Linear(num_heads * n_hidden, dim).
+        # HINT: num_heads independent heads as registered submodules, and a projection from
+        #       their joined width back to dim (names in the docstring).
         self.heads = nn.ModuleList([AttentionHead(dim, n_hidden) for _ in range(num_heads)])
         self.project = nn.Linear(num_heads * n_hidden, dim)
         # END SOLUTION
@@ -106,7 +116,9 @@ class MultiHeadedAttention(nn.Module):
         Returns (out (B, T, dim), alphas (B, num_heads, T, S)).
         """
         # BEGIN SOLUTION
-        # HINT: loop over self.heads (head h gets kv_cache[h]); cat outputs on dim -1, project; stack alphas on dim 1.
+        # HINT: every head on the same x (head h with its own cache entry); join the outputs
+        #       feature-wise, head 0 first, and project; all heads' weights make (B, num_heads,
+        #       T, T).
         outs, alphas = [], []
         for h, head in enumerate(self.heads):
             out, alpha = head(x, attn_mask, None if kv_cache is None else kv_cache[h])
@@ -162,12 +174,17 @@ class KVCache:
 
 
 class Transformer(nn.Module):
-    """`num_layers` AttentionResidual blocks, in an nn.ModuleList named `layers`."""
+    """`num_layers` AttentionResidual blocks, in an nn.ModuleList named `layers`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
+    """
 
     def __init__(self, dim: int, attn_dim: int, mlp_dim: int, num_heads: int, num_layers: int):
         super().__init__()
         # BEGIN SOLUTION
-        # HINT: nn.ModuleList of num_layers AttentionResidual(dim, attn_dim, mlp_dim, num_heads).
+        # HINT: num_layers residual blocks, registered under the name in the docstring.
         self.layers = nn.ModuleList([AttentionResidual(dim, attn_dim, mlp_dim, num_heads)
                                      for _ in range(num_layers)])
         # END SOLUTION
@@ -181,7 +198,8 @@ class Transformer(nn.Module):
         weights of every layer stacked on dim 1: (B, num_layers, num_heads, T, S).
         """
         # BEGIN SOLUTION
-        # HINT: run the layers in order; collect alphas only if return_attn, then torch.stack them on dim 1.
+        # HINT: each block's output feeds the next; with return_attn every block's weights
+        #       together make (B, num_layers, num_heads, T, T), else None.
         attns = []
         for index, layer in enumerate(self.layers):
             x, alphas = layer(x, attn_mask, None if kv_cache is None else kv_cache.layers[index])
@@ -213,7 +231,8 @@ class MyTokenizer:
         (`word_tokenize(s)`); a word outside the vocabulary becomes <UNK>.
         Returns an int64 tensor of shape (1 + number of words,)."""
         # BEGIN SOLUTION
-        # HINT: start id, then self.tok_to_id's id of each word (self.unk_id if missing), as torch.long.
+        # HINT: the start token, then one id per word of the word tokenizer (an unknown word
+        #       gets <UNK>'s id), as an int64 tensor.
         ids = [self.start_id] + [self.tok_to_id.get(w, self.unk_id) for w in word_tokenize(s)]
         return torch.tensor(ids, dtype=torch.long)
         # END SOLUTION
@@ -222,7 +241,7 @@ class MyTokenizer:
         """The tokens of the ids `toks` (1-D), joined with single spaces; <START> and
         the other specials are written out as they are ("<START> KING RICHARD ...")."""
         # BEGIN SOLUTION
-        # HINT: look each id up in self.vocab and join with single spaces.
+        # HINT: each id's token, joined by single spaces.
         return " ".join(self.vocab[i] for i in toks.tolist())
         # END SOLUTION
 
@@ -264,6 +283,10 @@ class DialogueGPT(nn.Module):
 
     Attribute names (the grader loads weights by name): `tok_embed` nn.Embedding(vocab_size,
     dim), `pos_embed` nn.Embedding(max_N, dim), `transformer`, `head`.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+    `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`, `torch.nn.Transformer`.
     """
 
     def __init__(self, vocab_size: int, max_N: int, dim: int, attn_dim: int, mlp_dim: int,
@@ -271,7 +294,8 @@ class DialogueGPT(nn.Module):
         super().__init__()
         self.max_N, self.num_heads, self.num_layers = max_N, num_heads, num_layers
         # BEGIN SOLUTION
-        # HINT: two nn.Embedding tables: one row per token id, one row per position 0..max_N-1.
+        # HINT: two lookup tables: one vector per token id and one per position 0..max_N - 1
+        #       (names in the docstring).
         self.tok_embed = nn.Embedding(vocab_size, dim)
         self.pos_embed = nn.Embedding(max_N, dim)
         # END SOLUTION
@@ -294,7 +318,8 @@ class DialogueGPT(nn.Module):
         Returns (logits (B, T, vocab_size), alphas (B, L, H, T, P + T) or None).
         """
         # BEGIN SOLUTION
-        # HINT: P = kv_cache.length (or 0); positions P..P+T-1; torch.tril(ones(T, P + T), diagonal=P), (B, T, P+T).
+        # HINT: with P cached positions the new tokens sit at positions P..P+T-1; query i may
+        #       see every cached key and the new keys up to itself: a (B, T, P+T) mask.
         B, T = input_ids.shape
         past = 0 if kv_cache is None else kv_cache.length
         positions = torch.arange(past, past + T, device=input_ids.device).expand(B, -1)
@@ -323,7 +348,8 @@ class DialogueGPT(nn.Module):
         Returns int64 (B, min(T + num_tokens, max_N)), the prompt included.
         """
         # BEGIN SOLUTION
-        # HINT: steps = min(num_tokens, max_N - T); with a cache run the prompt once, then only the newest token.
+        # HINT: never grow past max_N tokens; with a cache the prompt runs once, then each step
+        #       feeds only the newest token.
         ids = input_ids
         steps = max(0, min(num_tokens, self.max_N - ids.shape[1]))
         cache = self.new_cache() if use_cache else None
@@ -351,7 +377,8 @@ class DialogueLoss(nn.Module):
         sum by the sum of those weights. A scalar tensor in the dtype of the logits.
         """
         # BEGIN SOLUTION
-        # HINT: logits[:, :-1] vs input_ids[:, 1:], flattened for self.criterion; weight by inp_mask[:, 1:].
+        # HINT: position t predicts token t + 1; per-token losses count only where that next
+        #       token is real (the mask), averaged over those tokens.
         V = logits.shape[-1]
         loss = self.criterion(logits[:, :-1].reshape(-1, V), input_ids[:, 1:].reshape(-1))
         mask = inp_mask[:, 1:].reshape(-1).to(loss.dtype)
@@ -370,7 +397,8 @@ def top_k_filter(logits: Tensor, k: int) -> Tensor:
     logits: (..., V); k >= V keeps everything. Returns a new tensor of the same shape.
     """
     # BEGIN SOLUTION
-    # HINT: the k-th largest value per row comes from torch.topk; masked_fill what is below it with -inf.
+    # HINT: keep, in each row, the logits at least as large as its k-th largest; the others
+    #       become -inf (k >= V keeps every one).
     k = min(k, logits.shape[-1])
     kth = torch.topk(logits, k, dim=-1).values[..., -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
@@ -385,7 +413,8 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     token always is. logits: (..., V); returns a new tensor of the same shape.
     """
     # BEGIN SOLUTION
-    # HINT: sort descending, softmax, cumsum; drop a token when the mass before it is >= p; scatter back.
+    # HINT: in each row, in order of probability, keep tokens until their mass reaches p (the
+    #       token that crosses p stays); the others become -inf, in the row's original order.
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs
@@ -407,7 +436,8 @@ def sample_next_token(logits: Tensor, temperature: float = 1.0, top_k: Optional[
     compares the drawn ids under a fixed generator).
     """
     # BEGIN SOLUTION
-    # HINT: greedy is the argmax; else scale, filter, softmax, multinomial (one draw per row, shape (B,)).
+    # HINT: temperature 0 is greedy; otherwise the temperature-scaled, filtered logits define
+    #       the distribution of one draw per row with the given generator: (B,).
     if temperature == 0:
         return logits.argmax(dim=-1)
     logits = logits / temperature

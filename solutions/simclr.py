@@ -64,7 +64,8 @@ def compute_train_transform(seed: int = 123456, size: int = 32, mean=CIFAR10_MEA
     """
     g = torch.Generator().manual_seed(seed)
     # BEGIN SOLUTION
-    # HINT: T.Compose([T.ToTensor(), T.RandomResizedCrop(...), ..., T.Normalize(mean, std)])
+    # HINT: the docstring's steps, in its order, every one drawing from one generator seeded
+    #       with `seed`; the colour jitter and the greyscale apply with their own probabilities.
     train_transform = T.Compose([
         T.ToTensor(),
         T.RandomResizedCrop(size, scale=crop_scale, generator=g),
@@ -94,7 +95,7 @@ class PairDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int):
         img, target = self.images[index], int(self.labels[index])
         # BEGIN SOLUTION
-        # HINT: apply self.transform to img twice: two independent random views
+        # HINT: two independent random views of the same image, then its label.
         x_i = self.transform(img)
         x_j = self.transform(img)
         # END SOLUTION
@@ -107,9 +108,14 @@ class PairDataset(torch.utils.data.Dataset):
 
 
 def sim(z_i: torch.Tensor, z_j: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of two vectors z_i, z_j of shape (D,): a 0-dim tensor in [-1, 1]."""
+    """Cosine similarity of two vectors z_i, z_j of shape (D,): a 0-dim tensor in [-1, 1].
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
+    """
     # BEGIN SOLUTION
-    # HINT: the dot product divided by the product of the two L2 norms
+    # HINT: the cosine of the angle between the two vectors, as a 0-dim tensor.
     norm_dot_product = torch.dot(z_i, z_j) / (torch.linalg.norm(z_i) * torch.linalg.norm(z_j))
     # END SOLUTION
     return norm_dot_product
@@ -149,9 +155,13 @@ def sim_positive_pairs(out_left: torch.Tensor, out_right: torch.Tensor) -> torch
     """Cosine similarity of each positive pair: row k of out_left with row k of out_right.
 
     out_left, out_right: (N, D). Returns (N, 1) (keep that shape, also for N = 1).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
     """
     # BEGIN SOLUTION
-    # HINT: row-wise dot products (sum over dim 1, keepdim=True) over the rows' norms
+    # HINT: the cosine of each row pair, without loops: (N, D) and (N, D) give (N, 1).
     numerator = (out_left * out_right).sum(dim=1, keepdim=True)
     denominator = out_left.norm(dim=1, keepdim=True) * out_right.norm(dim=1, keepdim=True)
     pos_pairs = numerator / denominator
@@ -160,9 +170,15 @@ def sim_positive_pairs(out_left: torch.Tensor, out_right: torch.Tensor) -> torch
 
 
 def compute_sim_matrix(out: torch.Tensor) -> torch.Tensor:
-    """All pairwise cosine similarities of the rows of `out` (2N, D): (2N, 2N)."""
+    """All pairwise cosine similarities of the rows of `out` (2N, D): (2N, 2N).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.cosine_similarity`, `torch.cosine_similarity`,
+    `torch.nn.CosineSimilarity`.
+    """
     # BEGIN SOLUTION
-    # HINT: divide every row by its L2 norm, then one matrix product with the transpose
+    # HINT: unit-length rows first; then every pair of rows meets in one product: (2N, D) gives
+    #       (2N, 2N).
     normed = out / out.norm(dim=1, keepdim=True)
     sim_matrix = normed @ normed.T
     # END SOLUTION
@@ -184,7 +200,9 @@ def simclr_loss_vectorized(out_left: torch.Tensor, out_right: torch.Tensor, tau:
     N = out_left.shape[0]
     out = torch.cat([out_left, out_right], dim=0)  # (2N, D)
     # BEGIN SOLUTION
-    # HINT: exp(sim_matrix / tau) without the diagonal -> row sums; exp(positives / tau) twice
+    # HINT: denominators: each row's exponentiated similarities (over tau) with every other row,
+    #       its own left out; numerators: its positive pair's, for the left rows and the right
+    #       rows; average -log of the ratios over the 2N rows.
     sim_matrix = compute_sim_matrix(out)                              # (2N, 2N)
     exponential = torch.exp(sim_matrix / tau)
     off_diagonal = ~torch.eye(2 * N, dtype=torch.bool, device=device)
@@ -308,7 +326,8 @@ def train(model, data_loader, train_optimizer, epoch: int, epochs: int, batch_si
     for x_i, x_j, _ in bar:
         x_i, x_j = x_i.to(device), x_j.to(device)
         # BEGIN SOLUTION
-        # HINT: _, out_left = model(x_i); the same for x_j; the loss; zero_grad, backward, step
+        # HINT: per batch: the projections of both views, the vectorized loss at this
+        #       temperature, one optimiser step; return the mean loss.
         _, out_left = model(x_i)
         _, out_right = model(x_j)
         loss = simclr_loss_vectorized(out_left, out_right, temperature, device=device)
@@ -338,7 +357,8 @@ def knn_scores(features: torch.Tensor, bank: torch.Tensor, bank_labels: torch.Te
     the votes (the predicted class is the argmax).
     """
     # BEGIN SOLUTION
-    # HINT: similarities (B, M) -> topk -> their labels and exp(s / t) -> scatter_add_ per class
+    # HINT: similarities of every feature with the bank (B, M); its k nearest neighbours each
+    #       add exp(similarity / temperature) to their label's score: (B, num_classes).
     similarity = features @ bank.T                                   # (B, M)
     weights, index = similarity.topk(k, dim=1)                       # (B, k)
     labels = bank_labels[index]                                      # (B, k)

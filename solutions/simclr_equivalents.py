@@ -28,11 +28,6 @@ EQUIVALENTS = {
           "        if torch.rand(1, generator=g, dtype=torch.float64).item() < 0.8:\n"
           "            x = jitter(x)\n"
           "        return normalize(gray(x))\n")]),
-    "sim_cosine_similarity": (
-        "sim with F.cosine_similarity",
-        [("norm_dot_product = torch.dot(z_i, z_j) / (torch.linalg.norm(z_i) * "
-          "torch.linalg.norm(z_j))",
-          "norm_dot_product = F.cosine_similarity(z_i, z_j, dim=0)")]),
     "naive_losses_in_a_list": (
         "the naive loss collects the 2N terms in a list and takes their mean; the "
         "denominator sums all 2N terms and subtracts the k = i one",

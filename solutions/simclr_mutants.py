@@ -77,4 +77,9 @@ MUTANTS = {
         "the kNN weights multiply the similarity by the temperature instead of dividing",
         [("weights = torch.exp(weights / temperature)",
           "weights = torch.exp(weights * temperature)")]),
+    "sim_cosine_similarity": (
+        "uses torch.nn.functional.cosine_similarity, which this part asks you to write",
+        [("norm_dot_product = torch.dot(z_i, z_j) / (torch.linalg.norm(z_i) * "
+          "torch.linalg.norm(z_j))",
+          "norm_dot_product = F.cosine_similarity(z_i, z_j, dim=0)")]),
 }

@@ -44,7 +44,7 @@ VOCAB = [str(d) for d in range(10)] + SPECIAL_TOKENS  # "0".."9" get ids 0..9
 def generate_token_dict(vocab: list[str]) -> dict[str, int]:
     """Map each token of `vocab` to its index: the i-th entry gets id i."""
     # BEGIN SOLUTION
-    # HINT: one dict comprehension over enumerate(vocab).
+    # HINT: the i-th token maps to i.
     return {token: index for index, token in enumerate(vocab)}
     # END SOLUTION
 
@@ -57,7 +57,7 @@ def preprocess_input_sequence(expression: str, token_dict: dict[str, int],
     and becomes one token per digit: "BOS POSITIVE 04 EOS" -> [BOS, POSITIVE, 0, 4, EOS].
     """
     # BEGIN SOLUTION
-    # HINT: loop over expression.split(); extend with one id per character for numbers.
+    # HINT: split on whitespace: a special token is one id, a number one id per digit.
     ids = []
     for word in expression.split():
         if word in special_tokens:
@@ -78,9 +78,14 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
 
     query, key, value: (K, M). Returns (K, M), in the inputs' dtype (build the score matrix
     with dtype=query.dtype: the graded inputs are float64).
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # BEGIN SOLUTION
-    # HINT: loop over query rows i and key rows j to fill a (K, K) score matrix.
+    # HINT: two loops fill the (K, K) scores, one entry per query row i and key row j, scaled by
+    #       1/sqrt(M); normalise each query's row; then mix the values.
     K, M = query.shape
     scores = torch.empty(K, key.shape[0], dtype=query.dtype, device=query.device)
     for i in range(K):
@@ -92,9 +97,14 @@ def scaled_dot_product_two_loop_single(query: torch.Tensor, key: torch.Tensor,
 
 def scaled_dot_product_two_loop_batch(query: torch.Tensor, key: torch.Tensor,
                                       value: torch.Tensor) -> torch.Tensor:
-    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j."""
+    """The batched version: query, key, value (N, K, M) -> (N, K, M), two loops over i and j.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
+    """
     # BEGIN SOLUTION
-    # HINT: like the single version, but each score is a (N,) vector over the batch.
+    # HINT: the single version's loops, where each score is a (N,) vector over the batch.
     N, K, M = query.shape
     scores = torch.empty(N, K, key.shape[1], dtype=query.dtype, device=query.device)
     for i in range(K):
@@ -109,9 +119,14 @@ def scaled_dot_product_no_loop_batch(query: torch.Tensor, key: torch.Tensor,
     """No loops at all. query (N, K, M), key (N, S, M), value (N, S, D).
 
     Returns (output (N, K, D), weights (N, K, S)); each row of `weights` sums to 1.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # BEGIN SOLUTION
-    # HINT: torch.bmm(query, key.transpose(1, 2)) gives every score at once.
+    # HINT: every score at once, (N, K, S), from batched products; masked entries get no weight;
+    #       return the output and the weights.
     scores = torch.bmm(query, key.transpose(1, 2)) / math.sqrt(query.shape[-1])  # (N, K, S)
     weights = torch.softmax(scores, dim=-1)
     return torch.bmm(weights, value), weights
@@ -132,9 +147,15 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         (n, tgt_len, d_head), in the dtype of `v`. The softmax runs in at least float32:
         float16/bfloat16 scores are upcast to float32 (and the weights cast back to v's
         dtype); float32 and float64 scores keep their dtype.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.scaled_dot_product_attention`,
+    `torch.nn.MultiheadAttention`, `torch.nn.functional.multi_head_attention_forward`.
     """
     # BEGIN SOLUTION
-    # HINT: masked_fill the scores with -inf (mask.bool()!), softmax in >= float32, then bmm.
+    # HINT: scores (n, tgt_len, src_len); padded keys (a mask of any integer dtype) and, when
+    #       causal, keys after the query get no weight; normalise in at least float32, then mix
+    #       the values in v's dtype.
     scale = 1.0 / math.sqrt(q.shape[-1])  # on q: T*d multiplications instead of T*S
     scores = torch.bmm(q * scale, k.transpose(1, 2))  # (n, T, S)
     scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # float16 -> float32
@@ -176,9 +197,15 @@ class MultiheadAttention(nn.Module):
         """q: (B, T, d_model); k, v: (B, S, d_model); key_padding_mask: (B, S), 1 = pad.
 
         Returns (B, T, d_model).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.MultiheadAttention`,
+        `torch.nn.functional.multi_head_attention_forward`.
         """
         # BEGIN SOLUTION
-        # HINT: project, reshape to (B * n_heads, len, d_head), call scaled_dot_product_attention.
+        # HINT: project, then make each head's channel block its own batch row, (B * n_heads,
+        #       len, d_head), with the mask repeated in the same (batch, head) order; attend,
+        #       undo the split, project out.
         B, T, C = q.shape
         S = k.shape[1]
 
@@ -215,9 +242,15 @@ class LayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., d_model) -> same shape."""
+        """x: (..., d_model) -> same shape.
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.functional.layer_norm`, `torch.layer_norm`,
+        `torch.native_layer_norm`, `torch.nn.LayerNorm`.
+        """
         # BEGIN SOLUTION
-        # HINT: x.var(dim=-1, unbiased=False, keepdim=True) is the population variance.
+        # HINT: the mean and the population variance over the last dimension, eps inside the
+        #       square root, then the per-feature scale and shift.
         mean = x.mean(dim=-1, keepdim=True)
         var = x.var(dim=-1, unbiased=False, keepdim=True)
         return (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
@@ -247,7 +280,8 @@ def sinusoidal_positions(num_positions: int, d_model: int) -> torch.Tensor:
     each sin/cos pair shares one frequency. With an odd d_model the last column is a sine.
     """
     # BEGIN SOLUTION
-    # HINT: an outer product of positions (P, 1) and frequencies (1, ceil(d/2)).
+    # HINT: every position (P, 1) meets every pair's frequency (1, ceil(d/2)); the angles give
+    #       sines in the even columns and cosines in the odd ones.
     positions = torch.arange(num_positions, dtype=torch.float64)[:, None]          # (P, 1)
     even = torch.arange(0, d_model, 2, dtype=torch.float64)                         # (ceil(d/2),)
     angles = positions / torch.pow(10000.0, even / d_model)                         # (P, ceil(d/2))
@@ -291,9 +325,16 @@ class TransformerLayer(nn.Module):
 
         Decoder only: encoder_out (B, S, d_model) and encoder_padding_mask (B, S).
         Returns (B, T, d_model).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
         """
         # BEGIN SOLUTION
-        # HINT: three residual blocks; pass causal=self.is_decoder to the self-attention.
+        # HINT: post-LN sublayers: self-attention (causal in a decoder), cross-attention on
+        #       encoder_out (decoder only), the feed-forward; each output goes through its
+        #       dropout, is added to its input, and the sum is normalised.
         x = self.self_attn_ln(x + self.self_attn_drop(
             self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
         if self.is_decoder:
@@ -336,7 +377,7 @@ class Transformer(nn.Module):
     def make_positions(self, input_ids: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """Positions 0 .. L-1 for every row: same shape and dtype as `input_ids` (B, L)."""
         # BEGIN SOLUTION
-        # HINT: torch.arange(L) broadcast to (B, L); mind the dtype and the device.
+        # HINT: 0..L-1 in every row, with input_ids' shape, dtype and device.
         B, L = input_ids.shape
         return torch.arange(L, dtype=input_ids.dtype, device=input_ids.device).expand(B, L).clone()
         # END SOLUTION
@@ -348,9 +389,16 @@ class Transformer(nn.Module):
         return self.emb_ln(self.emb_word(input_ids) + self.emb_pos(positions)), padding_mask
 
     def encode(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S))."""
+        """input_ids (B, S) -> (encoder states (B, S, d_model), encoder padding mask (B, S)).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
+        """
         # BEGIN SOLUTION
-        # HINT: self.embed, then every encoder layer in turn.
+        # HINT: embed the ids, then run every encoder layer in turn; return the states and the
+        #       padding mask.
         x, padding_mask = self.embed(input_ids)
         for layer in self.encoder_layers:
             x = layer(x, padding_mask)
@@ -359,9 +407,16 @@ class Transformer(nn.Module):
 
     def decode(self, decoder_input_ids: torch.Tensor, encoder_out: torch.Tensor,
                encoder_padding_mask: torch.Tensor) -> torch.Tensor:
-        """decoder_input_ids (B, T) -> logits (B, T, n_words)."""
+        """decoder_input_ids (B, T) -> logits (B, T, n_words).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
+        """
         # BEGIN SOLUTION
-        # HINT: self.embed, every decoder layer (with the encoder output), then lm_head.
+        # HINT: embed, run every decoder layer against the encoder's states and mask, then map
+        #       to the vocabulary.
         x, padding_mask = self.embed(decoder_input_ids)
         for layer in self.decoder_layers:
             x = layer(x, padding_mask, encoder_out, encoder_padding_mask)
@@ -371,7 +426,8 @@ class Transformer(nn.Module):
     def shift_right(self, labels: torch.Tensor) -> torch.Tensor:
         """Decoder input from labels (B, T): [EOS, labels[:, :-1]] with -100 replaced by PAD."""
         # BEGIN SOLUTION
-        # HINT: new_full, then copy labels[:, :-1] into columns 1..; masked_fill the -100s.
+        # HINT: a (B, T) tensor that starts with EOS and continues with the labels one step
+        #       later; -100 becomes PAD.
         shifted = labels.new_full(labels.shape, self.eos_id)
         shifted[:, 1:] = labels[:, :-1]
         return shifted.masked_fill(shifted.eq(-100), self.pad_id)
@@ -384,9 +440,15 @@ class Transformer(nn.Module):
         Positions whose label is -100 do not count in the loss (and their logits are not
         graded). The loss is a scalar computed in at least float32 (float16 logits are
         upcast first).
+
+        Off limits here (library shortcuts that would do this part's work; using one costs
+        its cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
+        `torch.nn.TransformerEncoder`, `torch.nn.TransformerDecoder`,
+        `torch.nn.Transformer`.
         """
         # BEGIN SOLUTION
-        # HINT: encode, decode(shift_right(labels)), F.cross_entropy(..., ignore_index=-100).
+        # HINT: the decoder reads the shifted labels; the loss is the mean cross-entropy over
+        #       positions whose label is not -100.
         encoder_out, encoder_padding_mask = self.encode(input_ids)
         logits = self.decode(self.shift_right(labels), encoder_out, encoder_padding_mask)
         wide = torch.promote_types(logits.dtype, torch.float32)
@@ -403,7 +465,8 @@ def greedy_decode(model: Transformer, input_ids: torch.Tensor, max_new_tokens: i
     produced EOS keeps producing PAD afterwards.
     """
     # BEGIN SOLUTION
-    # HINT: encode once; each step decode the prefix and take argmax of the last position.
+    # HINT: encode once; grow the output from EOS, each step adding the most likely token after
+    #       the last position; PAD after a row's EOS.
     encoder_out, encoder_padding_mask = model.encode(input_ids)
     generated = input_ids.new_full((input_ids.shape[0], 1), model.eos_id)
     finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
@@ -465,7 +528,8 @@ def masked_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     per-row means). A scalar in at least float32 (float16 logits are upcast first).
     """
     # BEGIN SOLUTION
-    # HINT: F.cross_entropy over flattened (B*T, V) logits with ignore_index=-100.
+    # HINT: the mean cross-entropy over the positions whose label is not -100: (B, T, V) logits
+    #       against (B, T) labels.
     wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
     return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
     # END SOLUTION

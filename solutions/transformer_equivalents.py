@@ -4,18 +4,6 @@ EQUIVALENTS = {name: (how it differs, [(text in the solution, replacement)])}, t
 transformer_mutants.py: each text occurs exactly once in solutions/transformer.py. The tests
 grade every one on both fixture sets, and `python -m grader audit transformer` on fresh seeds.
 """
-ATTENTION_BODY = """    scale = 1.0 / math.sqrt(q.shape[-1])  # on q: T*d multiplications instead of T*S
-    scores = torch.bmm(q * scale, k.transpose(1, 2))  # (n, T, S)
-    scores = scores.to(torch.promote_types(scores.dtype, torch.float32))  # float16 -> float32
-    if key_padding_mask is not None:
-        scores = scores.masked_fill(key_padding_mask.bool()[:, None, :], float("-inf"))
-    if causal:
-        future = torch.ones(q.shape[1], k.shape[1], dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(future, float("-inf"))
-    weights = torch.softmax(scores, dim=-1).to(v.dtype)
-    return torch.bmm(weights, v)
-"""
-
 MHA_BODY = """        qh = split_heads(self.q_proj(q), T)
         kh = split_heads(self.k_proj(k), S)
         vh = split_heads(self.v_proj(v), S)
@@ -39,17 +27,6 @@ EQUIVALENTS = {
         "bmm(q, k^T) / sqrt(d), the formula as written, instead of scaling q first",
         [("torch.bmm(q * scale, k.transpose(1, 2))",
           "torch.bmm(q, k.transpose(1, 2)) / math.sqrt(q.shape[-1])")]),
-    "torch_fused_attention": (
-        "torch.nn.functional.scaled_dot_product_attention with a boolean 'may attend' mask",
-        [(ATTENTION_BODY, """    allowed = torch.ones(q.shape[0], q.shape[1], k.shape[1], dtype=torch.bool,
-                         device=q.device)
-    if key_padding_mask is not None:
-        allowed = allowed & ~key_padding_mask.bool()[:, None, :]
-    if causal:
-        allowed = allowed & torch.ones(q.shape[1], k.shape[1], dtype=torch.bool,
-                                       device=q.device).tril()
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-""")]),
     "softmax_always_float32": (
         "the softmax always in float32 (.float()), float64 scores included, then cast back",
         [("scores = scores.to(torch.promote_types(scores.dtype, torch.float32))",

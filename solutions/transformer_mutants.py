@@ -130,4 +130,10 @@ MUTANTS = {
         "must be PAD",
         [("""        token = token.masked_fill(done, model.pad_id)
 """, "")]),
+    "torch_fused_attention": (
+        "uses torch.nn.functional.scaled_dot_product_attention, which this part asks you to write",
+        [("    weights = torch.softmax(scores, dim=-1).to(v.dtype)\n"
+          "    return torch.bmm(weights, v)\n",
+          "    allowed = scores > float(\"-inf\")  # the masks, as the fused kernel takes them\n"
+          "    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)\n")]),
 }

@@ -54,9 +54,13 @@ def unpatchify(patches: torch.Tensor, patch_size: int = 4) -> torch.Tensor:
 
     patches: (B, L, C * p * p) with L a perfect square (h = w = sqrt(L) patches per side).
     Returns images (B, C, h * p, w * p); unpatchify(patchify(x, p), p) == x.
+
+    Off limits here (library shortcuts that would do this part's work; using one costs its
+    cases): `torch.nn.functional.fold`, `torch.nn.Fold`.
     """
     # BEGIN SOLUTION
-    # HINT: undo patchify step by step: reshape to (B, h, w, C, p, p), permute, reshape.
+    # HINT: undo patchify's steps in reverse: each patch row (C * p * p) goes back to its (C, p,
+    #       p) block at its (row, column) of the grid.
     B, L, D = patches.shape
     p = patch_size
     side = math.isqrt(L)
@@ -82,14 +86,16 @@ class PatchEmbed(nn.Module):
         self.patch_size = patch_size
         self.num_patches = (img_size // patch_size) ** 2
         # BEGIN SOLUTION
-        # HINT: store an nn.Conv2d(nin, nout, ...) as self.proj (the name is graded).
+        # HINT: a convolution whose kernel and stride are the patch size turns each patch into
+        #       one nout vector; its name, proj, is graded.
         self.proj = nn.Conv2d(nin, nout, kernel_size=patch_size, stride=patch_size)
         # END SOLUTION
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, nin, H, W) -> (B, (H/p) * (W/p), nout), patches in row-major order."""
         # BEGIN SOLUTION
-        # HINT: self.proj gives (B, nout, h, w); flatten the grid, then put patches before channels.
+        # HINT: self.proj gives (B, nout, h, w); flatten the grid, then put patches before
+        #       channels.
         x = self.proj(x)                                        # (B, nout, h, w)
         return x.flatten(2).transpose(1, 2)                     # (B, h * w, nout)
         # END SOLUTION
@@ -191,7 +197,8 @@ def cls_attention_maps(model: ClassificationViT, images: torch.Tensor) -> torch.
     layers and heads, and arrange the L values as the h x w grid of patches.
     """
     # BEGIN SOLUTION
-    # HINT: attention[:, :, :, query, keys]; mean over dims 1 and 2; reshape to the grid.
+    # HINT: CLS (query 0) attending to the patch keys, averaged over layers and heads, laid out
+    #       on the (side, side) grid.
     _, attention = model(images, return_attention=True)                     # (B, L, H, T, T)
     maps = attention[:, :, :, 0, 1:].mean(dim=(1, 2))                      # (B, T - 1)
     side = math.isqrt(maps.shape[-1])
@@ -227,7 +234,8 @@ def random_masking(x: torch.Tensor, keep_length: int, ids_shuffle: torch.Tensor)
         index_sequence(cat([kept, removed], 1), ids_restore) puts every token back.
     """
     # BEGIN SOLUTION
-    # HINT: index_sequence for kept; argsort inverts a permutation; the mask follows from it.
+    # HINT: each shuffle's first `keep` positions are kept; the inverse permutation restores the
+    #       order; the mask marks the removed patches in the original order.
     kept = index_sequence(x, ids_shuffle[:, :keep_length])                 # (B, keep, F)
     ids_restore = torch.argsort(ids_shuffle, dim=1)  # where each position went in the shuffle
     mask = (ids_restore >= keep_length).to(x.dtype)                        # (B, L): 1 = removed
@@ -244,7 +252,8 @@ def restore_masked(kept_x: torch.Tensor, masked_x: torch.Tensor,
     Returns (B, L, F) with every token back at its original position.
     """
     # BEGIN SOLUTION
-    # HINT: concatenate in shuffle order (kept first), then index_sequence with ids_restore.
+    # HINT: kept tokens then mask tokens make the shuffled order; the restoring permutation puts
+    #       them back.
     return index_sequence(torch.cat([kept_x, masked_x], dim=1), ids_restore)
     # END SOLUTION
 
@@ -305,7 +314,8 @@ class MaskedAutoEncoder(nn.Module):
         Returns (encoder_output (B, 1 + keep_length, D_enc), mask (B, L), ids_restore (B, L)).
         """
         # BEGIN SOLUTION
-        # HINT: torch.rand(B, L, device=...).argsort(dim=1) gives one random permutation per row.
+        # HINT: without ids_shuffle, draw an independent random permutation of the L patches for
+        #       every image, on the images' device.
         x = self.encoder_input_projection(patchify(images, self.patch_size))   # (B, L, De)
         x = x + self.encoder_position_encoding
         if ids_shuffle is None:
@@ -367,7 +377,8 @@ def mae_loss(predicted_patches: torch.Tensor, target_patches: torch.Tensor,
     errors over the removed patches (kept patches do not count). Returns a scalar.
     """
     # BEGIN SOLUTION
-    # HINT: per-patch mean over the last dim, weight by the mask, divide by mask.sum().
+    # HINT: the squared error averaged within each patch, then averaged over the removed patches
+    #       only.
     per_patch = (predicted_patches - target_patches).pow(2).mean(dim=-1)   # (B, L)
     return (per_patch * mask).sum() / mask.sum()
     # END SOLUTION
@@ -404,7 +415,8 @@ class ClassificationMAE(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, H, W) -> logits (B, n_classes), from the unmasked CLS output."""
         # BEGIN SOLUTION
-        # HINT: forward_encoder_representation(images)[:, 0]; .detach() it when self.detach.
+        # HINT: the CLS feature of the unmasked encoder, cut from the graph when self.detach,
+        #       through the output head.
         features = self.mae.forward_encoder_representation(images)[:, 0]      # (B, De)
         if self.detach:
             features = features.detach()  # linear probe: no gradient reaches the encoder

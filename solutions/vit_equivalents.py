@@ -9,14 +9,6 @@ assignment's Transformer is given (torch's own encoder layers); students never w
 attention itself, only read its weights.
 """
 EQUIVALENTS = {
-    "unpatchify_fold": (
-        "unpatchify with F.fold: the inverse of unfold, whose column order (channel, row, "
-        "column) is the patch layout",
-        [("    x = patches.reshape(B, side, side, channels, p, p)         # (B, h, w, C, p, p)\n"
-          "    x = x.permute(0, 3, 1, 4, 2, 5)                            # (B, C, h, p, w, p)\n"
-          "    return x.reshape(B, channels, side * p, side * p)\n",
-          "    return F.fold(patches.transpose(1, 2), output_size=(side * p, side * p),\n"
-          "                  kernel_size=p, stride=p)\n")]),
     "patch_embed_as_linear": (
         "PatchEmbed.forward as patchify + a linear map with the conv weight reshaped to "
         "(nout, nin * p * p), instead of calling the convolution",

@@ -88,4 +88,11 @@ MUTANTS = {
         [("x = x + self.encoder_position_encoding\n"
           "        cls = self.cls_token.expand(x.shape[0], -1, -1)\n        return",
           "cls = self.cls_token.expand(x.shape[0], -1, -1)\n        return")]),
+    "unpatchify_fold": (
+        "uses torch.nn.functional.fold, which this part asks you to write",
+        [("    x = patches.reshape(B, side, side, channels, p, p)         # (B, h, w, C, p, p)\n"
+          "    x = x.permute(0, 3, 1, 4, 2, 5)                            # (B, C, h, p, w, p)\n"
+          "    return x.reshape(B, channels, side * p, side * p)\n",
+          "    return F.fold(patches.transpose(1, 2), output_size=(side * p, side * p),\n"
+          "                  kernel_size=p, stride=p)\n")]),
 }

@@ -62,7 +62,8 @@ class Proof:
         module = getattr(self.implementations, kind)[name][1]
         inputs, fixtures = self.fixture_set(which)
         with one_thread():  # many small kernels: much faster than contended threads
-            return [judged(case, module, inputs[case.name], fixtures[case.name])
+            return [judged(case, module, inputs[case.name], fixtures[case.name],
+                           self.implementations.shortcuts[name])
                     for case in self.cases]
 
     @functools.cache

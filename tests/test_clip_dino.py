@@ -10,6 +10,7 @@ from dlkit import captions
 from dlkit import clip_dino_models as models
 from dlkit.utils import load_assignment
 from grader import paths
+from grader.authoring import oracles
 from grader.cases import difference, judge
 from grader.suites import clip_dino as suite_module
 
@@ -269,7 +270,7 @@ def test_segmentation_verdict_names_every_score():
 def test_separable_classifier_case_catches_an_untrained_classifier():
     case = suite_module.suite["segmentation/train_and_infer"]
     x = case.inputs(torch.Generator().manual_seed(0))
-    expected = case.reference(x)
+    expected = oracles("clip_dino")[case.name](x)
 
     class Module:
         DINOSegmentation = Untrained

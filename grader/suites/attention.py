@@ -3,15 +3,19 @@
 Two kinds of cases per exercise:
 
 - `*/source`: the source exercise's own checks. Its modules are built right after
-  `torch.manual_seed(42 | 48 | 14 | 10)` in the documented order (q, k, v; the heads, then the
-  output layer), so the expected values are the numbers the source printed (tests/
-  test_attention.py checks them to the printed 4 decimals). They catch a wrong construction
-  order, which the other cases cannot see. The inputs drawn after the modules are built here
-  by replaying the same construction with `torch.nn.Linear`, so a student's extra random draw
-  changes only the weights, never the inputs.
+  `torch.manual_seed(seed)` in the documented order (q, k, v; the heads, then the output
+  layer). The public set replays the source's seeds (42, 48, 14, 10) and input (the
+  position table's 0.01 .. 5.12 rows), so its expected values are the numbers the source
+  printed (tests/test_attention.py checks them to the printed 4 decimals); the autograder
+  set and audits run the same construction under other seeds (and the position table at
+  another width), so a hidden case never replays public inputs. They catch a wrong
+  construction order, which the other cases cannot see. The inputs drawn after the modules
+  are built here by replaying the same construction with `torch.nn.Linear`, so a student's
+  extra random draw changes only the weights, never the inputs.
 - the others: non-default and unequal sizes, cross lengths, batches of one, weights loaded by
   name from the inputs, and expected values from `torch.nn.functional.scaled_dot_product_attention`
-  where it applies, plus named properties (rows sum to 1, no weight on the future, causality,
+  where it applies (`solutions/attention_oracles.py`, instructor side only), plus named
+  properties (rows sum to 1, no weight on the future, causality,
   permutation equivariance).
 
 Everything numeric runs in float64 (modules are built in float32 under the seed, as the source
@@ -25,14 +29,24 @@ or more.
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from grader import inputs
+from grader import inputs, policy
 from grader.cases import Case, Property, Suite
 from grader.inputs import load_state
 
 suite = Suite("attention")
+
+# The library-shortcut policy (instructors: edit here). Per part, the library calls that would
+# do its work; a case graded on that part loses its points when the part uses one of them
+# (grader/policy.py). The part's docstring in solutions/attention.py says what is off limits.
+suite.ban("attention", policy.ATTENTION, cases=["attention/"])
+suite.ban("causal_attention", policy.ATTENTION, cases=["causal/attention"])
+for _part, _cases in (("SelfAttention.forward", "selfattn/"), ("CrossAttention.forward", "cross/"),
+                      ("MultiHeadedAttention.forward", "mha/"),
+                      ("CausalSelfAttention.forward", "causal/module")):
+    suite.ban(_part, policy.MULTI_HEAD, cases=[_cases])
+
 F64 = torch.float64
 randn = partial(inputs.randn, dtype=F64)
 TOL = 1e-8        # float64 cases
@@ -51,6 +65,12 @@ def drawn_after(seed: int, layers: list[tuple[int, int]], *shapes) -> list[torch
         for fan_in, fan_out in layers:
             nn.Linear(fan_in, fan_out)
         return [torch.randn(*shape).to(F64) for shape in shapes]
+
+
+def other_seed(g) -> int:
+    """A construction seed for the autograder set and audits (the public set replays the
+    source's own: the contract is the construction order, not one printout)."""
+    return int(torch.randint(2**31 - 1, (), generator=g))
 
 
 def built(seed: int, build, device):
@@ -96,18 +116,25 @@ def weights_of(name: str) -> str:
 # Exercise 1. PositionalEncoder
 # ---------------------------------------------------------------------------------------
 
-def pe_source_inputs(g):
+def pe_source_inputs():
     # The source's input: (1, 4, 512), every row 0.01, 0.02, ..., 5.12.
     return {"x": (torch.arange(1, 513, dtype=F64) * 0.01).repeat(1, 4, 1)}
 
 
+def pe_other_inputs(g):
+    """The same construction at another even width (the table's default length, 80 rows)."""
+    d_model = 2 * int(torch.randint(128, 384, (), generator=g))
+    return {"x": randn(g, 1, 4, d_model)}
+
+
 def pe_source_call(m, x, device):
-    pe = m.PositionalEncoder(512).to(device)
+    pe = m.PositionalEncoder(x["x"].shape[-1]).to(device)
     return {"output": pe(x["x"]), "pe": pe.pe.to(F64)}
 
 
 suite.add(Case(
-    "pe/source", 10, pe_source_inputs, pe_source_call, tol=PE_TOL,
+    "pe/source", 10, pe_other_inputs, pe_source_call, source_inputs=pe_source_inputs,
+    tol=PE_TOL,
     hint="pe[pos, 2i] = sin(pos / 10000**(2i/d)), pe[pos, 2i+1] = cos(same angle); 2i is the "
          "even column's index, do not double it"))
 
@@ -139,8 +166,8 @@ suite.add(Case(
 # Exercise 2. attention(q, k, v)
 # ---------------------------------------------------------------------------------------
 
-def attention_source_inputs(g):
-    gen = torch.Generator().manual_seed(42)  # the source: torch.manual_seed(42), then randn
+def attention_source_inputs(seed: int = 42):
+    gen = torch.Generator().manual_seed(seed)  # the source: torch.manual_seed(42), then randn
     q, k, v = (torch.randn(*s, generator=gen).to(F64) for s in ((2, 5, 512), (2, 5, 512),
                                                                (2, 5, 256)))
     return {"q": q, "k": k, "v": v}
@@ -152,7 +179,8 @@ def attention_source_call(m, x, device):
 
 
 suite.add(Case(
-    "attention/source", 15, attention_source_inputs, attention_source_call, tol=TOL,
+    "attention/source", 15, lambda g: attention_source_inputs(other_seed(g)),
+    attention_source_call, source_inputs=attention_source_inputs, tol=TOL,
     properties=[rows_sum_to_one("output_weights")],
     hint="softmax(q k^T / sqrt(d_k)) over the last (key) dimension, then times v"))
 
@@ -176,18 +204,9 @@ def attention_call(m, x, device):
     return out
 
 
-def attention_reference(x):
-    """torch's own attention for the outputs; the weights written out again."""
-    out = {}
-    for name, (q, k, v) in x.items():
-        out[name] = F.scaled_dot_product_attention(q, k, v)
-        out[weights_of(name)] = torch.softmax(q @ k.mT * q.shape[-1] ** -0.5, dim=-1)
-    return out
-
-
 suite.add(Case(
-    "attention/vs_torch", 15, attention_inputs, attention_call, reference=attention_reference,
-    tol=TOL, properties=[rows_sum_to_one(*map(weights_of, ATTENTION_SHAPES))],
+    "attention/vs_torch", 15, attention_inputs, attention_call, tol=TOL,
+    properties=[rows_sum_to_one(*map(weights_of, ATTENTION_SHAPES))],
     hint="queries and keys may have different lengths, and d_v may differ from d_k: scale by "
          "sqrt(d_k), the size of q and k"))
 
@@ -196,9 +215,10 @@ suite.add(Case(
 # Exercise 3. SelfAttention, CrossAttention, MultiHeadedAttention
 # ---------------------------------------------------------------------------------------
 
-def self_source_inputs(g):
-    (x,) = drawn_after(48, [(512, 64), (512, 64), (512, 512)], (4, 10, 512))
-    return {"x": x, "perm": torch.randperm(10, generator=g)}
+def self_source_inputs(seed: int = 48):
+    (x,) = drawn_after(seed, [(512, 64), (512, 64), (512, 512)], (4, 10, 512))
+    perm = torch.randperm(10, generator=torch.Generator().manual_seed(seed))
+    return {"x": x, "perm": perm, "seed": torch.tensor(seed)}
 
 
 def permuted(module, x, perm):
@@ -215,13 +235,14 @@ def permutation_equivariant(first: str, second: str):
 
 
 def self_source_call(m, x, device):
-    sa = built(48, lambda: m.SelfAttention(512, 64, 512), device)
+    sa = built(int(x["seed"]), lambda: m.SelfAttention(512, 64, 512), device)
     with torch.no_grad():
         return {"output": sa(x["x"]), "permuted": permuted(sa, x["x"], x["perm"])}
 
 
 suite.add(Case(
-    "selfattn/source", 8, self_source_inputs, self_source_call, tol=TOL,
+    "selfattn/source", 8, lambda g: self_source_inputs(other_seed(g)), self_source_call,
+    source_inputs=self_source_inputs, tol=TOL,
     properties=[permutation_equivariant("output", "permuted")],
     hint="create linear_q, linear_k, linear_v in that order (the weights come from the seed)"))
 
@@ -243,22 +264,24 @@ def self_weights_call(m, x, device):
 suite.add(Case(
     "selfattn/weights", 9, self_weights_inputs, self_weights_call, tol=TOL,
     properties=[permutation_equivariant("output", "permuted")],
-    hint="q = linear_q(x), k = linear_k(x), v = linear_v(x), then attention(q, k, v)[0]"))
+    hint="queries, keys and values are the three projections of x; the module returns attention's "
+         "output, not its weights"))
 
 
-def cross_source_inputs(g):
-    x, y = drawn_after(14, [(512, 64), (256, 64), (256, 128)], (3, 10, 512), (3, 10, 256))
-    return {"x": x, "y": y}
+def cross_source_inputs(seed: int = 14):
+    x, y = drawn_after(seed, [(512, 64), (256, 64), (256, 128)], (3, 10, 512), (3, 10, 256))
+    return {"x": x, "y": y, "seed": torch.tensor(seed)}
 
 
 def cross_source_call(m, x, device):
-    ca = built(14, lambda: m.CrossAttention(512, 256, 64, 128), device)
+    ca = built(int(x["seed"]), lambda: m.CrossAttention(512, 256, 64, 128), device)
     with torch.no_grad():
         return ca(x["x"], x["y"])
 
 
 suite.add(Case(
-    "cross/source", 8, cross_source_inputs, cross_source_call, tol=TOL,
+    "cross/source", 8, lambda g: cross_source_inputs(other_seed(g)), cross_source_call,
+    source_inputs=cross_source_inputs, tol=TOL,
     hint="create linear_q (from x), linear_k, linear_v (from y) in that order"))
 
 CROSS_DIMS = (6, 10, 5, 3)  # x_input_dim, y_input_dim, key_dim, output_dim
@@ -280,23 +303,24 @@ suite.add(Case(
     hint="queries from x, keys and values from y: the output has x's length, not y's"))
 
 
-def mha_source_inputs(g):
+def mha_source_inputs(seed: int = 10):
     heads = [(256, 128), (256, 128), (256, 8)] * 8
-    (x,) = drawn_after(10, heads + [(64, 32)], (3, 10, 256))
-    return {"x": x}
+    (x,) = drawn_after(seed, heads + [(64, 32)], (3, 10, 256))
+    return {"x": x, "seed": torch.tensor(seed)}
 
 
 def mha_source_call(m, x, device):
     def build():
         heads = [m.SelfAttention(256, 128, 64 // 8) for _ in range(8)]
         return m.MultiHeadedAttention(heads, 32)
-    mha = built(10, build, device)
+    mha = built(int(x["seed"]), build, device)
     with torch.no_grad():
         return mha(x["x"])
 
 
 suite.add(Case(
-    "mha/source", 8, mha_source_inputs, mha_source_call, tol=TOL,
+    "mha/source", 8, lambda g: mha_source_inputs(other_seed(g)), mha_source_call,
+    source_inputs=mha_source_inputs, tol=TOL,
     hint="concatenate the head outputs along the last dimension (head 0 first), then "
          "linear_out"))
 
@@ -347,19 +371,8 @@ def causal_call(m, x, device):
     return out
 
 
-def causal_reference(x):
-    out = {}
-    for name, (q, k, v) in x.items():
-        out[name] = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        L = q.shape[1]
-        scores = (q @ k.mT * q.shape[-1] ** -0.5).masked_fill(
-            torch.ones(L, L, dtype=torch.bool).triu(1), float("-inf"))
-        out[weights_of(name)] = torch.softmax(scores, dim=-1)
-    return out
-
-
 suite.add(Case(
-    "causal/attention", 5, causal_inputs, causal_call, reference=causal_reference, tol=TOL,
+    "causal/attention", 5, causal_inputs, causal_call, tol=TOL,
     properties=[no_future_weight(*map(weights_of, CAUSAL_SHAPES)),
                 rows_sum_to_one(*map(weights_of, CAUSAL_SHAPES))],
     hint="mask the scores with -inf where j > i (strictly above the diagonal), then softmax"))

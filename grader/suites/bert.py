@@ -2,11 +2,12 @@
 fine-tuning a frozen pretrained BERT, and its attention maps).
 
 Exact cases run in float64 with weights drawn from the case's seeded generator under the
-assignment's parameter names. Expected values come from formulas written here
-independently of the reference where one is short (scaled dot-product attention, the
-multi-head layer), from `torch.nn.TransformerEncoderLayer` with copied weights (the
-block: GELU, post-LN, key padding mask), from `transformers`' own attention maps
-(`output_attentions=True`, for `bert_attention`), and from the reference elsewhere. Correct
+assignment's parameter names. Expected values come from `solutions/bert_oracles.py`
+(instructor side only): formulas written independently of the reference where one is
+short (scaled dot-product attention, the multi-head layer), `torch.nn.TransformerEncoderLayer`
+with copied weights (the block: GELU, post-LN, key padding mask) and `transformers`' own
+attention maps (`output_attentions=True`, for `bert_attention`); from the reference
+elsewhere. Correct
 code lands around 1e-15, so TOL = 1e-8 leaves a margin of about 1e6; every known mistake
 moves an output by 1e-2 of its scale or more (`python -m grader audit bert`).
 
@@ -26,10 +27,24 @@ import torch
 from torch import nn
 
 from dlkit import bert_data
+from grader import policy
 from grader.cases import Case, Property, Suite
 from grader.inputs import PlainSGD, load_state, on_one_thread, randn, torch_threads
 
 suite = Suite("bert")
+
+# The library-shortcut policy (instructors: edit here). Per part, the library calls that would
+# do its work; a case graded on that part loses its points when the part uses one of them
+# (grader/policy.py). The part's docstring in solutions/bert.py says what is off limits.
+suite.ban("scaled_dot_product", policy.SDPA, cases=["attention/"])
+suite.ban("MultiHeadAttention.forward", policy.MULTI_HEAD, cases=["mha/forward"])
+suite.ban("TransformerBlock", policy.TRANSFORMER_LAYERS, cases=["block/"])
+suite.ban("BertModel", policy.TRANSFORMER_LAYERS, cases=["bert/"])  # an import of the
+# library's BertModel that shadows the class is a named mistake of its own (bert/forward)
+suite.ban("mask_inputs", ("transformers.DataCollatorForLanguageModeling",),
+          cases=["mlm/mask_inputs", "mlm/source_proportions"])
+suite.ban("bert_attention", ("output_attentions",), cases=["inside/"])
+
 F64 = torch.float64
 TOL = 1e-8
 
@@ -115,52 +130,6 @@ def key_mask(g, B: int, T: int) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------
-# The formulas, written independently of the reference solution
-# ---------------------------------------------------------------------------------------
-
-def attention_formula(q, k, v, mask=None):
-    """(values, weights) of softmax(q k^T / sqrt(d)) v with hidden key columns."""
-    scores = torch.einsum("bhtd,bhsd->bhts", q, k) * q.shape[-1] ** -0.5
-    if mask is not None:
-        scores = scores + torch.where(mask.bool(), -math.inf, 0.0)[:, None, None, :]
-    weights = scores.softmax(dim=-1)
-    return torch.einsum("bhts,bhsd->bhtd", weights, v), weights
-
-
-def mha_formula(state: dict, x, n_heads: int, mask=None):
-    """The fused-qkv layer: row block [3d h, 3d (h + 1)) of qkv_proj is head h's q, k, v."""
-    B, T, E = x.shape
-    d = E // n_heads
-    qkv = (x @ state["qkv_proj.weight"].T + state["qkv_proj.bias"]).view(B, T, n_heads, 3, d)
-    q, k, v = (qkv[:, :, :, i].transpose(1, 2) for i in range(3))       # (B, h, T, d)
-    values, _ = attention_formula(q, k, v, mask)
-    merged = values.transpose(1, 2).reshape(B, T, E)
-    return merged @ state["o_proj.weight"].T + state["o_proj.bias"]
-
-
-def torch_encoder_layer(state: dict, embed_dim: int, n_heads: int) -> nn.Module:
-    """torch.nn.TransformerEncoderLayer (post-LN, GELU, FFN width E) with the block's
-    weights; the fused projection's per-head [q k v] rows are regrouped into torch's
-    [all q; all k; all v] layout."""
-    layer = nn.TransformerEncoderLayer(embed_dim, n_heads, dim_feedforward=embed_dim,
-                                       dropout=0.0, activation="gelu", batch_first=True,
-                                       norm_first=False, dtype=F64)
-    d = embed_dim // n_heads
-    w = state["attention.qkv_proj.weight"].view(n_heads, 3, d, embed_dim)
-    b = state["attention.qkv_proj.bias"].view(n_heads, 3, d)
-    with torch.no_grad():
-        layer.self_attn.in_proj_weight.copy_(w.transpose(0, 1).reshape(3 * embed_dim, embed_dim))
-        layer.self_attn.in_proj_bias.copy_(b.transpose(0, 1).reshape(3 * embed_dim))
-        layer.self_attn.out_proj.weight.copy_(state["attention.o_proj.weight"])
-        layer.self_attn.out_proj.bias.copy_(state["attention.o_proj.bias"])
-        for ours, theirs in (("ffn.0", "linear1"), ("ffn.2", "linear2"), ("norm1", "norm1"),
-                             ("norm2", "norm2")):
-            getattr(layer, theirs).weight.copy_(state[f"{ours}.weight"])
-            getattr(layer, theirs).bias.copy_(state[f"{ours}.bias"])
-    return layer.eval()
-
-
-# ---------------------------------------------------------------------------------------
 # Part 1. Attention, the multi-head layer, the block, BERT
 # ---------------------------------------------------------------------------------------
 
@@ -182,16 +151,6 @@ def attention_inputs(g):
             "v": randn(g, B, H, T, D, dtype=F64), "mask": key_mask(g, B, T)}
 
 
-def attention_reference(x):
-    demo = x["demo"]
-    dv, dw = attention_formula(demo["q"], demo["k"], demo["v"], demo["mask"])
-    mv, mw = attention_formula(x["q"], x["k"], x["v"], x["mask"])
-    nv, nw = attention_formula(x["q"], x["k"], x["v"])
-    return {"demo_values": dv, "demo_attention": dw, "values": mv, "attention": mw,
-            "no_mask_values": nv, "no_mask_attention": nw,
-            "bool_mask_values": mv}
-
-
 def attention_call(m, x, device):
     demo = x["demo"]
     dv, dw = m.scaled_dot_product(demo["q"], demo["k"], demo["v"], attn_drop_rate=0.0,
@@ -204,12 +163,13 @@ def attention_call(m, x, device):
 
 
 add(Case("attention/scaled_dot_product", 4, attention_inputs, attention_call,
-         reference=attention_reference, tol=TOL,
+         tol=TOL,
          properties=[Property(lambda o: bool((o["demo_attention"][..., 1] == 0).all()),
                               "the masked key column must get weight exactly 0",
                               "masked column is 0")],
-         hint="logits = q @ k^T / sqrt(d); masked_fill(mask[:, None, None, :], -inf) hides "
-              "key COLUMNS; softmax(dim=-1); dropout; @ v"))
+         hint="scores scaled by 1/sqrt(d); the mask (B, T) hides key COLUMNS (every query ignores "
+              "a masked key), not query rows; softmax over the keys; dropout on the weights; then "
+              "the values"))
 
 
 DROP = 0.5
@@ -232,22 +192,14 @@ def dropout_call(m, x, device):
 
 
 add(Case("attention/dropout", 1, dropout_inputs, dropout_call, tol=TOL,
-         hint="F.dropout(attention, p=attn_drop_rate): each weight is zeroed with "
-              "probability p and the rest are divided by 1 - p"))
+         hint="dropout on the attention weights at attn_drop_rate: each weight is zeroed with "
+              "probability p and the others are divided by 1 - p"))
 
 
 def mha_inputs(g):
     B, T, E = 3, 6, MHA["embed_dim"]
     return {"state": state_for("MultiHeadAttention", g, **MHA), "x": randn(g, B, T, E, dtype=F64),
             "mask": key_mask(g, B, T), "one": randn(g, 1, 4, E, dtype=F64)}
-
-
-def mha_reference(x):
-    s, h = x["state"], MHA["n_heads"]
-    return {"masked": mha_formula(s, x["x"], h, x["mask"]), "no_mask": mha_formula(s, x["x"], h),
-            "batch_of_one": mha_formula(s, x["one"], h),
-            "eval_without_dropout": mha_formula(s, x["x"], h, x["mask"]),
-            "source_shape": torch.tensor([3, 2, 16])}
 
 
 def mha_call(m, x, device):
@@ -264,9 +216,10 @@ def mha_call(m, x, device):
     return out
 
 
-add(Case("mha/forward", 4, mha_inputs, mha_call, reference=mha_reference, tol=TOL,
-         hint="qkv_proj(x).reshape(B, T, heads, 3 * head_dim).permute(0, 2, 1, 3).chunk(3, -1); "
-              "attention with dropout only in training mode; merge the heads; then o_proj"))
+add(Case("mha/forward", 4, mha_inputs, mha_call, tol=TOL,
+         hint="the fused projection reshaped to (B, T, heads, 3 * head_dim) keeps each head's q, "
+              "k, v together: move the heads before time, split the last dimension in three; "
+              "dropout only in training mode; merge the heads back before o_proj"))
 
 
 def init_inputs(g):
@@ -287,23 +240,14 @@ def init_call(m, x, device):
 
 
 add(Case("mha/reset_parameters", 1, init_inputs, init_call, tol=TOL,
-         hint="qkv_proj = nn.Linear(E, 3E), o_proj = nn.Linear(E, E); _reset_parameters: "
-              "nn.init.xavier_uniform_ on the weights, nn.init.zeros_ on the biases"))
+         hint="qkv_proj maps E to 3E and o_proj E to E; _reset_parameters draws Xavier-uniform "
+              "weights and zero biases"))
 
 
 def block_inputs(g):
     B, T, E = 3, 6, BLOCK["embed_dim"]
     return {"state": state_for("TransformerBlock", g, **BLOCK), "x": randn(g, B, T, E, dtype=F64),
             "mask": key_mask(g, B, T)}
-
-
-def block_reference(x):
-    layer = torch_encoder_layer(x["state"], BLOCK["embed_dim"], BLOCK["n_heads"])
-    with torch.no_grad():
-        masked = layer(x["x"], src_key_padding_mask=x["mask"].bool())
-        plain = layer(x["x"])
-    return {"masked": masked, "no_mask": plain, "mask_passed_on": x["mask"],
-            "chained": layer(layer(x["x"]))}
 
 
 def block_call(m, x, device):
@@ -314,10 +258,10 @@ def block_call(m, x, device):
     return {"masked": out, "no_mask": plain, "mask_passed_on": mask, "chained": chained}
 
 
-add(Case("block/vs_torch_encoder_layer", 4, block_inputs, block_call,
-         reference=block_reference, tol=TOL,
-         hint="h = norm1(x + dropout(attention(x, mask))); out = norm2(h + ffn(h)) with "
-              "ffn = Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout); return (out, mask)"))
+add(Case("block/vs_torch_encoder_layer", 4, block_inputs, block_call, tol=TOL,
+         hint="post-LN: norm1 of x plus the dropped-out attention, then norm2 of that plus the "
+              "feed-forward (Linear E->E, GELU, Linear E->E, Dropout); return the pair (output, "
+              "mask)"))
 
 
 def bert_inputs(g):
@@ -347,8 +291,9 @@ def bert_call(m, x, device):
 
 
 add(Case("bert/forward", 3, bert_inputs, bert_call, tol=TOL,
-         hint="embedding (vocab_size + 1 rows) -> pos_encoding -> layers((x, mask)) -> "
-              "mlm_head; keep the name BertModel yours (no `from transformers import BertModel`)"))
+         hint="embedding (vocab_size + 1 rows), positions, the blocks on (x, mask) pairs, then "
+              "the masked-LM head; keep the name BertModel your own class (an import of the "
+              "library's would shadow it)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -379,9 +324,9 @@ def mask_inputs_call(m, x, device):
 
 
 add(Case("mlm/mask_inputs", 4, mask_inputs_inputs, mask_inputs_call, tol=TOL,
-         hint="select = rand < mask_rate and not padding; kind = rand: < 0.8 mask, < 0.9 "
-              "random token (randint(0, vocab_size)), else unchanged; labels -100 where not "
-              "selected"))
+         hint="selected: the first uniform draw below mask_rate, never padding; of those, the "
+              "second draw below 0.8 gives the mask token, below 0.9 a random id from the whole "
+              "vocabulary, else the token stays; labels are -100 where not selected"))
 
 
 SOURCE_MLM = dict(batch=128, length=128, vocab_size=100)  # the source's pretraining setting
@@ -450,9 +395,9 @@ def step_call(m, x, device):
 
 
 add(Case("mlm/pretraining_step", 4, step_inputs, step_call, tol=TOL,
-         hint="masked, labels = mask_inputs(...); logits = model(masked, text == pad_id); "
-              "F.cross_entropy(logits.reshape(-1, V), labels.flatten()); zero_grad(); "
-              "loss.backward(); optimizer.step(); return loss.item()"))
+         hint="mask_inputs, then the model on the corrupted text with padding hidden; the "
+              "cross-entropy of the labelled positions over the vocabulary; zero the gradients, "
+              "backpropagate, step; return the loss as a float"))
 
 
 LN_100 = math.log(100)
@@ -486,8 +431,8 @@ def loss_curve_call(m, x, device):
 
 
 add(Case("mlm/loss_falls", 2, loss_curve_inputs, loss_curve_call, tol=TOL,
-         hint="at initialisation the loss is about ln(vocab_size) = 4.6; it must fall within "
-              "a few steps (does loss.backward() run before optimizer.step()?)"))
+         hint="at initialisation the loss is about ln(vocab_size) = 4.6; it must fall within a "
+              "few steps (are the gradients computed before each optimiser step?)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -534,9 +479,9 @@ def gru_call(m, x, device):
 
 
 add(Case("finetune/bert_gru_forward", 3, gru_inputs, gru_call, tol=TOL,
-         hint="with torch.no_grad(): bert(text)[0]; _, hidden = rnn(embedded); "
-              "cat(hidden[-2], hidden[-1], dim=1) when bidirectional, else hidden[-1]; "
-              "dropout; out"))
+         hint="BERT's sequence output without gradients feeds the GRU; its final state (the last "
+              "layer's two directions side by side when bidirectional) goes through dropout and "
+              "the output layer"))
 
 
 def accuracy_inputs(g):
@@ -557,7 +502,7 @@ def accuracy_call(m, x, device):
 
 
 add(Case("finetune/binary_accuracy", 1, accuracy_inputs, accuracy_call, tol=TOL,
-         hint="(torch.round(torch.sigmoid(preds)) == y).float().mean(): a fraction, 0.8 for 8/10"))
+         hint="a logit above 0 predicts 1; the fraction of right predictions, 0.8 for 8 of 10"))
 
 
 ONE = dict(hidden_dim=5, output_dim=1, n_layers=2, bidirectional=True, dropout=0.0)
@@ -589,8 +534,9 @@ def train_loop_call(m, x, device):
 
 
 add(Case("finetune/train_epoch", 3, loop_inputs, train_loop_call, tol=TOL,
-         hint="model.train(); per batch: zero_grad; predictions = model(text).squeeze(1); "
-              "loss = criterion(predictions, label); binary_accuracy; backward; step"))
+         hint="training mode; per batch: logits (B, 1) squeezed to (B,), the criterion and "
+              "binary_accuracy, zero the gradients, backpropagate, step; return the means over "
+              "the batches"))
 
 
 def evaluate_loop_call(m, x, device):
@@ -606,8 +552,8 @@ def evaluate_loop_call(m, x, device):
 
 
 add(Case("finetune/evaluate", 2, loop_inputs, evaluate_loop_call, tol=TOL,
-         hint="model.eval(); with torch.no_grad(): the mean loss and binary_accuracy over "
-              "the batches, no step"))
+         hint="evaluation mode and no gradients: the mean loss and binary_accuracy over the "
+              "batches, no step"))
 
 
 class WordTokenizer:
@@ -641,8 +587,8 @@ def predict_call(m, x, device):
 
 
 add(Case("finetune/predict_sentiment", 2, predict_inputs, predict_call, tol=TOL,
-         hint="tokens = tokenizer.tokenize(s)[:max_input_length - 2]; [cls_token_id] + ids + "
-              "[sep_token_id]; a (1, T) tensor; torch.sigmoid(model(tensor)).item(), in eval mode"))
+         hint="at most max_input_length - 2 tokens between CLS and SEP, as a (1, T) batch in "
+              "evaluation mode; return the sigmoid of the logit as a float"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -659,25 +605,16 @@ def maps_inputs(g):
             "attention_mask": mask}
 
 
-def maps_reference(x):
-    bert = tiny_bert(x["bert"], "cpu")
-    with torch.no_grad():
-        masked = bert(x["ids"], token_type_ids=x["types"], attention_mask=x["attention_mask"],
-                      output_attentions=True).attentions
-        plain = bert(x["ids"], output_attentions=True).attentions
-    return {"padded_pairs": torch.stack(masked), "defaults": torch.stack(plain)}
-
-
 def maps_call(m, x, device):
     bert = tiny_bert(x["bert"], device)
     return {"padded_pairs": m.bert_attention(bert, x["ids"], x["types"], x["attention_mask"]),
             "defaults": m.bert_attention(bert, x["ids"])}
 
 
-add(Case("inside/bert_attention", 3, maps_inputs, maps_call, reference=maps_reference,
-         tol=TOL,
-         hint="layer l's input is hidden_states[l]; q = att.query(h), k = att.key(h), split "
-              "into heads (B, heads, T, d); softmax(q k^T / sqrt(d)) with padding keys at -inf"))
+add(Case("inside/bert_attention", 3, maps_inputs, maps_call, tol=TOL,
+         hint="layer l's input is hidden_states[l]; that layer's query and key projections split "
+              "into heads (B, heads, T, d); softmax of the scaled scores with padding keys at "
+              "-inf"))
 
 
 # ---------------------------------------------------------------------------------------

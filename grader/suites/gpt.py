@@ -26,10 +26,20 @@ import torch
 from torch import nn
 
 from dlkit import shakespeare
+from grader import policy
 from grader.cases import Case, Property, Suite
 from grader.inputs import on_one_thread, load_state, load_trained, randn, torch_threads, trained_state
 
 suite = Suite("gpt")
+
+# The library-shortcut policy (instructors: edit here). Per part, the library calls that would
+# do its work; a case graded on that part loses its points when the part uses one of them
+# (grader/policy.py). The part's docstring in solutions/gpt.py says what is off limits.
+suite.ban("AttentionHead.forward", policy.SDPA, cases=["attention/head"])
+suite.ban("MultiHeadedAttention", policy.MULTI_HEAD, cases=["attention/multi_head"])
+suite.ban("Transformer", policy.TRANSFORMER_LAYERS, cases=["transformer/"])
+suite.ban("DialogueGPT", policy.TRANSFORMER_LAYERS, cases=["model/forward"])
+
 F64 = torch.float64
 TOL = 1e-8
 
@@ -187,7 +197,8 @@ add(Case(
                          "with a KV cache, the outputs of the later positions differ from an "
                          "uncached run: append the new keys and values after the cached ones",
                          "cached == uncached")],
-    hint="with a cache: k = torch.cat([cache['k'], k], dim=1) (same for v), then store them"))
+    hint="with a cache, the cached keys and values come first along time, then the new ones; "
+         "store the joined ones back in the cache"))
 
 
 def mha_inputs(g):
@@ -211,8 +222,8 @@ add(Case(
     properties=[Property(exactly_zero("blocked_max"),
                          "a blocked pair got non-zero weight in some head",
                          "blocked weights are 0")],
-    hint="loop over self.heads; torch.cat the outputs (head 0 first), project; stack alphas "
-         "on dim 1"))
+    hint="every head on x; the outputs joined feature-wise, head 0 first, then projected; the "
+         "weights stacked on dim 1"))
 
 
 def stack_inputs(g, batch=4, length=7):
@@ -272,7 +283,7 @@ add(Case(
     properties=[Property(lambda o: float(o["above_diagonal_max"].max()) < 1e-6,
                          "a causal mask left weight above the diagonal (>= 1e-6)",
                          "causal weights above the diagonal < 1e-6")],
-    hint="move the mask to the scores' device: attn_mask.to(scores.device)"))
+    hint="the mask may be on another device than the scores: move it to theirs"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -317,8 +328,8 @@ add(Case(
     properties=[Property(lambda o: bool(o["source_round_trip"]),
                          f"decode(encode(...)) of the source's example must give "
                          f"{SOURCE_DECODED!r}", "source round trip")],
-    hint="encode: [start id] + one id per word_tokenize(s) word (<UNK> when unknown), int64; "
-         "decode: ' '.join of the tokens"))
+    hint="encode: the start id, then one id per word of word_tokenize (<UNK> when unknown), "
+         "int64; decode: the tokens joined by single spaces"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,8 +371,8 @@ add(Case(
     properties=[Property(same_before_cut,
                          "the model is not causal: logits at t changed when tokens after t "
                          "changed (mask: 1 where j <= i)", "causal")],
-    hint="tok_embed(ids) + pos_embed(0..T-1); causal_attn_mask = torch.tril(ones) of shape "
-         "(B, T, T)"))
+    hint="token embedding plus the embedding of positions 0..T-1; the causal mask is "
+         "lower-triangular ones of shape (B, T, T)"))
 
 
 def loss_inputs(g):
@@ -385,8 +396,8 @@ def loss_call(m, x, device):
 
 add(Case(
     "model/loss", 3, loss_inputs, loss_call, tol=TOL,
-    hint="logits[:, :-1] predict input_ids[:, 1:]; weight by inp_mask[:, 1:]; divide by its "
-         "sum"))
+    hint="the logits at t predict the token at t + 1; weight each token's loss by the mask of "
+         "that next token and divide by the mask's sum"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -470,8 +481,8 @@ add(Case(
                 Property(at_most_k_drawn("all_counts", 8),
                          "with top_k=8 (and top_p) the draws hit more than 8 different tokens",
                          "never outside the top k (with top_p)")],
-    hint="temperature 0: argmax; else logits / temperature, top_k_filter, top_p_filter, "
-         "softmax, torch.multinomial(probs, 1, generator=generator)"))
+    hint="temperature 0: argmax; else logits over temperature, the top-k and top-p filters, "
+         "softmax, and one multinomial draw per row from the given generator"))
 
 
 def generate_inputs(g):
@@ -558,8 +569,8 @@ add(Case(
                          "the KV-cached logits differ from the uncached model's: positions "
                          "must continue from kv_cache.length and the mask must let the new "
                          "tokens see every cached one", "cached == uncached")],
-    hint="positions P..P+T-1 with P = kv_cache.length (read it first); mask = torch.tril(ones(T, "
-         "P + T), diagonal=P)"))
+    hint="read P, the cached length, first: the new positions are P..P+T-1, and query i sees "
+         "every cached key and the new keys up to itself"))
 
 
 # ---------------------------------------------------------------------------------------

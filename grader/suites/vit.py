@@ -30,6 +30,13 @@ from grader.cases import Case, Property, Suite
 from grader.inputs import on_one_thread, load_state, load_trained, randn, torch_threads, trained_state
 
 suite = Suite("vit")
+
+# The library-shortcut policy (instructors: edit here). Per part, the library calls that would
+# do its work; a case graded on that part loses its points when the part uses one of them
+# (grader/policy.py). The part's docstring in solutions/vit.py says what is off limits.
+suite.ban("unpatchify", ("torch.nn.functional.fold", "torch.nn.Fold"),
+          cases=["patches/unpatchify"])
+
 F64 = torch.float64
 
 # The ViT cases: 12x12 images with 2 channels, 3x3 patches -> a 4x4 grid, width 24, 3 heads.
@@ -207,15 +214,6 @@ def patch_embed_inputs(g):
             "one": vit_images(g, 1)}
 
 
-def patch_embed_reference(x):
-    """torch's convolution, flattened row-major (it equals a linear map of each patch,
-    `patches_of(images) @ weight.reshape(D, -1).T + bias`, which tests/test_vit.py checks)."""
-    def conv(images_):
-        out = torch.nn.functional.conv2d(images_, x["weight"], x["bias"], stride=VIT_PATCH)
-        return out.flatten(2).transpose(1, 2)
-    return {"batch": conv(x["images"]), "batch_of_one": conv(x["one"])}
-
-
 def patch_embed_call(m, x, device):
     embed = load_state(m.PatchEmbed(VIT_IMG, VIT_PATCH, VIT_CHANNELS, VIT_D),
                        {"proj.weight": x["weight"], "proj.bias": x["bias"]}, device, dtype=F64)
@@ -224,9 +222,9 @@ def patch_embed_call(m, x, device):
 
 
 add(Case("patches/patch_embed", 3, patch_embed_inputs, patch_embed_call,
-         reference=patch_embed_reference, tol=1e-8,
-         hint="self.proj = nn.Conv2d(nin, nout, kernel_size=p, stride=p); output "
-              "(B, nout, h, w) -> flatten(2) -> transpose(1, 2)"))
+         tol=1e-8,
+         hint="proj is a convolution with kernel size and stride p; its output (B, nout, h, w) "
+              "becomes (B, h * w, nout): grid flattened, patches before channels"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,8 +243,8 @@ def vit_call(m, x, device):
 
 
 add(Case("vit/forward", 4, vit_inputs, vit_call, tol=1e-8,
-         hint="patchify(images, self.patch_size) -> patch_projection -> [CLS, tokens] + "
-              "position_encoding -> transformer -> output_head(token 0)"))
+         hint="patchify with the model's patch size, project, put CLS first, add the position "
+              "encoding, the transformer, then the output head on token 0"))
 
 
 def vit_attention_call(m, x, device):
@@ -272,8 +270,8 @@ def attention_map_call(m, x, device):
 
 
 add(Case("vit/cls_attention_maps", 2, vit_inputs, attention_map_call, tol=1e-8,
-         hint="attention[:, :, :, 0, 1:] is CLS attending to the patches; average "
-              "layers and heads, reshape to (B, h, w)"))
+         hint="query 0 (CLS) attending to keys 1.. (the patches); average over layers and heads; "
+              "reshape to (B, h, w)"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -300,8 +298,8 @@ add(Case("masking/random_masking", 3, masking_inputs, masking_call, tol=1e-8,
          properties=[Property(removed_count_is,
                               "every mask row must have L - keep_length ones (1 = removed)",
                               "removed count")],
-         hint="kept = x at ids_shuffle[:, :keep]; ids_restore = argsort(ids_shuffle); "
-              "mask is 1 where a position was removed"))
+         hint="kept: x at the first `keep` positions of ids_shuffle; ids_restore is the inverse "
+              "permutation; mask is 1 where a position was removed"))
 
 
 def restore_inputs(g):
@@ -318,7 +316,8 @@ add(Case("masking/restore_masked", 2, restore_inputs,
              "batch": m.restore_masked(x["kept"], x["masked"], x["ids_restore"]),
              "batch_of_one": m.restore_masked(x["kept_one"], x["masked_one"], x["ids_one"])},
          tol=1e-8,
-         hint="cat([kept_x, masked_x], dim=1), then index_sequence(., ids_restore)"))
+         hint="kept tokens then mask tokens, in shuffle order; then index_sequence with "
+              "ids_restore"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,8 +338,8 @@ def encoder_call(m, x, device):
 
 
 add(Case("mae/forward_encoder", 4, encoder_inputs, encoder_call, tol=1e-8,
-         hint="patchify(images, self.patch_size) -> encoder_input_projection -> + "
-              "encoder_position_encoding -> random_masking -> [CLS, kept] -> encoder"))
+         hint="patchify with the model's patch size, project, add the position encoding, "
+              "random_masking, CLS first, then the encoder"))
 
 
 RANDOM_BATCH = 8
@@ -373,8 +372,8 @@ def random_encoder_call(m, x, device):
 
 add(Case("mae/forward_encoder_random", 2, random_encoder_inputs, random_encoder_call,
          tol=1e-8,
-         hint="with ids_shuffle=None draw one random permutation per image, on "
-              "images.device (e.g. torch.rand(B, L).argsort(dim=1))"))
+         hint="with ids_shuffle=None draw one random permutation of the L patches per image, on "
+              "the images' device"))
 
 
 def decoder_inputs(g):
@@ -463,7 +462,7 @@ def classification_call(m, x, device):
 
 
 add(Case("classify/forward", 3, classification_inputs, classification_call, tol=1e-8,
-         hint="output_head(mae.forward_encoder_representation(images)[:, 0])"))
+         hint="the output head on the CLS feature of forward_encoder_representation"))
 
 
 def gradients_call(m, x, device):

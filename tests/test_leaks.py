@@ -1,0 +1,90 @@
+"""The leak check (grader/leaks.py): no function of the student bundle or of the worker's
+import surface passes a case in place of a student part; a planted one is found."""
+import importlib.util
+
+import pytest
+import torch
+
+from grader import leaks
+from grader.authoring import solution_names
+
+PLANTED = '''
+import torch
+
+
+def planted_cosine_matrix(a, b):
+    """An answer to clip_dino's get_similarity_no_loop, hidden among harmless code."""
+    a = a / a.norm(dim=-1, keepdim=True)
+    return a @ (b / b.norm(dim=-1, keepdim=True)).T
+
+
+def planted_writer(a, b):
+    """Grader code that writes a file when called with odd arguments."""
+    with open(TARGET, "w") as f:
+        f.write("written")
+    return a
+
+
+class PlantedClip:
+    def contrastive(self, image, text, logit_scale):  # a method: never a function part
+        return torch.zeros(())
+'''
+
+
+@pytest.mark.parametrize("assignment", solution_names())
+def test_nothing_students_receive_or_the_worker_imports_passes_a_case(assignment):
+    report = leaks.check(assignment)
+    assert not report.leaks, "\n".join(map(str, report.leaks))
+    assert report.tried >= 0
+
+
+def test_a_planted_answer_is_found_and_odd_calls_stay_harmless(tmp_path, monkeypatch):
+    target = tmp_path / "written.txt"
+    path = tmp_path / "planted.py"
+    path.write_text(PLANTED.replace("TARGET", repr(str(target))))
+    spec = importlib.util.spec_from_file_location("planted", path)
+    planted = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(planted)
+    pool = leaks.candidates() + leaks.candidates_of([planted])
+    monkeypatch.setattr(leaks, "candidates", lambda: pool)
+    report = leaks.check("clip_dino")
+    found = {(leak.part, leak.candidate) for leak in report.leaks}
+    assert found == {("get_similarity_no_loop", "planted.planted_cosine_matrix")}
+    assert not target.exists()  # the writer was called and refused
+
+
+def test_a_part_is_plugged_with_its_own_calling_convention():
+    def part(left, right, tau, device="cuda"):
+        raise NotImplementedError
+
+    def formula(a, b, tau):
+        return (a, b, tau)
+    plugged = leaks.plugged(part, formula, False, False)
+    assert plugged(1, 2, 0.5, device="cpu") == (1, 2, 0.5)
+    assert leaks.plugged(part, lambda a, b, c, d, e: 0, False, False) is None  # needs more
+    assert leaks.plugged(part, lambda *, key: 0, False, False) is None       # a keyword
+
+    class Module:
+        def forward(self, x):
+            raise NotImplementedError
+    plugged = leaks.plugged(Module.forward, lambda x: x + 1, True, False)
+    assert plugged(Module(), 1) == 2  # a function in place of a method drops self
+    assert leaks.plugged(part, Module.forward, False, True) is None  # no instance to give
+
+
+def test_candidates_cannot_write_start_processes_or_sleep(tmp_path):
+    import os
+    import subprocess
+    import time
+    with leaks.harmless():
+        for attempt in (lambda: open(tmp_path / "x", "w"), lambda: os.mkdir(tmp_path / "d"),
+                        lambda: subprocess.Popen(["true"]), lambda: time.sleep(0),
+                        lambda: torch.save({}, tmp_path / "t.pt")):
+            with pytest.raises(leaks.Refused):
+                attempt()
+        with open(leaks.__file__) as f:  # reading goes on
+            assert f.read(1)
+        with pytest.raises(leaks.Refused):
+            open(0)  # a descriptor of the process's own: its file object would close it
+    assert not list(tmp_path.iterdir())
+    open(tmp_path / "after", "w").close()  # everything is back
