@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from dlkit.progress import tqdm
 
 from dlkit import captions
 from dlkit.utils import REPO_ROOT

@@ -111,9 +111,7 @@ check(clip_dino, "clip/contrastive_loss");
 # %%
 estimate(2 if QUICK else 45, "training (a second run loads the cached weights)")
 start = time.perf_counter()
-# progress=False: its bar is a widget, which a saved notebook shows at 0%
-clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss,
-                                                     progress=False)
+clip_model, clip_preprocess = models.load_small_clip(clip_dino.clip_contrastive_loss)
 print(f"small CLIP ready in {time.perf_counter() - start:.0f} s; learned temperature "
       f"{1 / clip_model.logit_scale.exp().item():.3f}")
 
@@ -222,7 +220,7 @@ check(clip_dino, "dino/");
 estimate(3 if QUICK else 35, "training (a second run loads the cached weights)")
 start = time.perf_counter()
 dino_model = models.load_small_dino(clip_dino.dino_loss, clip_dino.update_center,
-                                    clip_dino.ema_update, progress=False)
+                                    clip_dino.ema_update)
 print(f"small DINO ViT ready in {time.perf_counter() - start:.0f} s")
 img = models._normalise(test_images[:1])
 print("image", tuple(img.shape), "tokens",
