@@ -19,13 +19,14 @@ from pathlib import Path
 from dlkit.utils import load_assignment
 from grader import paths
 from grader.authoring import (case_inputs, expected_outputs, load_variants, one_thread, oracles,
-                              run_case)
+                              run_on_copy)
 from grader.cases import Verdict
 from grader.grade import verdict as graded_verdict
 from grader.sandbox import clean_message, plain
 from grader.suites import load_suite
 from grader.worker import error_line
 
+MIN_MARGIN = 10.0      # the audit fails when a tolerance sits closer than this to either side
 AUDIT_BASE = 2_000_000  # far from the public (0) and autograder (1,000,000) seeds
 SEED_STRIDE = 100_000   # Case.seed adds < 100,000 to its base
 
@@ -42,6 +43,28 @@ class CaseAudit:
     caught: set = field(default_factory=set)                    # mutants failed on some seed
     slipped: dict = field(default_factory=dict)                 # mutant -> seeds it passed
 
+    @property
+    def correct_margin(self) -> float:
+        """tol / worst correct error (inf when correct code is exact)."""
+        return math.inf if self.worst_correct == 0 else self.tol / self.worst_correct
+
+    @property
+    def mistake_margin(self) -> float:
+        """best mistake's error / tol, over the mistakes this case catches by its tolerance."""
+        return math.inf if self.tol == 0 else self.best_mutant / self.tol
+
+    @property
+    def narrow(self) -> list[str]:
+        """Which side's margin is under MIN_MARGIN, as flags."""
+        found = []
+        if self.correct_margin < MIN_MARGIN and not self.correct_failures:
+            found.append(f"correct code within {self.correct_margin:.3g}x of the tolerance "
+                         f"({self.worst_correct_by})")
+        if self.mistake_margin < MIN_MARGIN:
+            found.append(f"a mistake within {self.mistake_margin:.3g}x of the tolerance "
+                         f"({self.best_mutant_by})")
+        return found
+
 
 @dataclass
 class Audit:
@@ -53,13 +76,17 @@ class Audit:
 
     @property
     def clean(self) -> bool:
-        return not self.escaped and not any(c.correct_failures for c in self.cases)
+        return not self.escaped and not any(c.correct_failures or c.narrow for c in self.cases)
 
 
 def error_of(verdict) -> float:
-    """The verdict's error; a failure without one (wrong shape, crash) counts as infinite."""
+    """The verdict's error; a failure without one (wrong shape, crash) counts as infinite,
+    and so does a failure with an error within the tolerance (a property, a changed input,
+    a banned call): the tolerance did not decide it, so it has no margin to measure."""
     if verdict.error is None or math.isnan(verdict.error):
         return 0.0 if verdict.passed else math.inf
+    if not verdict.passed and verdict.tol is not None and verdict.error <= verdict.tol:
+        return math.inf
     return verdict.error
 
 
@@ -153,15 +180,16 @@ def judged(case, module, inputs, fixture: dict, shortcuts=None) -> Verdict:
     case whose part uses a banned library call fails (`shortcuts`: case -> message)."""
     if shortcuts and case.name in shortcuts:
         return Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
-    outputs, error = None, None
+    outputs, error, changed = None, None, None
     try:
-        outputs = plain(run_case(case, module, inputs))
+        outputs, changed = run_on_copy(case, module, inputs)
+        outputs = plain(outputs)
     except NotImplementedError as exc:
         error = f"not implemented yet ({exc})" if str(exc) else "not implemented yet"
     except Exception as exc:  # noqa: BLE001 - a mistake may crash; a correct one must not
         error = error_line(exc, module.__file__)
     return graded_verdict(case, outputs, None if error is None else clean_message(error),
-                          fixture)
+                          fixture, changed=changed)
 
 
 def margin(numerator: float, denominator: float) -> str:
@@ -188,6 +216,7 @@ def table(result: Audit) -> str:
         if row.slipped:
             flags.append("sometimes missed: " + ", ".join(
                 f"{m} on {len(s)} seed(s)" for m, s in sorted(row.slipped.items())))
+        flags += [f"NARROW: {flag}" for flag in row.narrow]
         best = margin(row.best_mutant, row.tol) if row.caught else "-"
         lines.append(f"{row.name:<32} {fmt(row.worst_correct):>13} {row.tol:>7.0e} "
                      f"{fmt(row.best_mutant):>11} {margin(row.tol, row.worst_correct):>11} "
@@ -196,10 +225,11 @@ def table(result: Audit) -> str:
     for mutant, missed in sorted(result.escaped.items()):
         lines.append(f"MUTANT ESCAPES: {mutant} passes every case on seed(s) {missed[:10]}")
     if not result.clean:
-        lines.append("NOT CLEAN: see the flags above")
+        lines.append(f"NOT CLEAN: see the flags above (policy: each tolerance at least "
+                     f"{MIN_MARGIN:g}x from both sides, 100x where possible)")
     elif result.whole_suite:
-        lines.append("clean: no correct implementation failed, every mutant was caught on "
-                     "every seed")
+        lines.append(f"clean: no correct implementation failed, every mutant was caught on "
+                     f"every seed, every tolerance at least {MIN_MARGIN:g}x from both sides")
     else:
         lines.append("clean on these cases: no correct implementation failed (mutant escapes "
                      "are judged on the whole suite only)")

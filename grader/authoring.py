@@ -16,6 +16,7 @@ else from the reference. Oracles live beside the reference: the student bundle n
 them and the sandbox cannot import them.
 """
 import contextlib
+import copy
 import difflib
 import functools
 import importlib.util
@@ -258,7 +259,7 @@ def expected_outputs(case, inputs, reference, known_oracles: dict):
         return known_oracles[case.name](inputs)
     if case.reference:
         return case.reference(inputs)
-    return run_case(case, reference, inputs)
+    return run_on_copy(case, reference, inputs)[0]
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,6 +270,17 @@ def run_case(case, module, inputs):
     """Run one case in this process on the CPU, seeded as the sandbox seeds it."""
     seed_everything(case.seed(0))
     return case.call(module, inputs, torch.device("cpu"))
+
+
+def run_on_copy(case, module, inputs):
+    """(outputs, message or None): `run_case` on a copy of `inputs`, and whether the code
+    changed that copy (`cases.changed_input`), as the sandbox checks a student's code; the
+    inputs themselves (a fixture's, shared by many runs) are never touched."""
+    from grader.cases import changed_input, input_tensors
+    given = copy.deepcopy(inputs)
+    received = [tensor for _, tensor in input_tensors(given)]
+    outputs = run_case(case, module, given)
+    return outputs, changed_input(inputs, received)
 
 
 def case_inputs(case, seed: int, set_name: str = "") -> dict:
@@ -341,7 +353,7 @@ def mistake_outputs(case, known: dict, inputs, expected) -> dict:
     found = {}
     for name, (description, module) in known.items():
         try:
-            outputs = run_case(case, module, inputs)
+            outputs, _ = run_on_copy(case, module, inputs)  # inputs shared by every mistake
         except Exception:  # a mistake that crashes here has nothing to recognise
             continue
         if not only_tensors(outputs) or not informative(outputs):

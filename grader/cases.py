@@ -7,7 +7,7 @@ student code, in the sandboxed child.
 """
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -75,7 +75,12 @@ class Case:
     gpu_reference(), gpu_min_accuracy: for training cases with a gpu profile (chosen when
         grading on CUDA): the held-out labels, read by the parent (None when the data is
         absent, and the cpu profile's fixture applies), and that profile's threshold.
-    hint: one line shown on failure. time_limit: seconds for this case in the sandbox.
+    hint: one line shown on failure. time_limit: seconds for this case in the sandbox (a
+        backstop on the clock: at least 10x the case's idle time).
+    cpu_time: training cases (and cases that train inside): the CPU seconds the case may use
+        in the sandbox. Such cases run on one torch thread for a fixed number of steps, so
+        their CPU time does not depend on the machine's load while their wall time does:
+        this limit, not `time_limit`, is the one that ends a runaway training loop.
     """
     name: str
     points: float
@@ -93,6 +98,7 @@ class Case:
     gpu_min_accuracy: float | None = None
     hint: str = ""
     time_limit: float = 30.0
+    cpu_time: float | None = None
 
     @property
     def is_training(self) -> bool:
@@ -113,6 +119,19 @@ class Case:
         return base + zlib.crc32(self.name.encode()) % 100_000
 
 
+def matches(name: str, patterns) -> bool:
+    """True when `name` is one of `patterns` or starts with one ending in "/"."""
+    return any(name == p or (p.endswith("/") and name.startswith(p)) for p in patterns)
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """Cases that run a part the student wrote, graded on its own cases first."""
+    cases: tuple
+    part: str
+    own_cases: tuple
+
+
 class Suite:
     """The ordered cases of one assignment, defined once and used everywhere, and its
     library-shortcut policy (`ban`: see grader/policy.py)."""
@@ -124,6 +143,13 @@ class Suite:
         # {"train/": "after_due_date"}; cases not named are "visible" (grader/report.py).
         self.visibility: dict[str, str] = {}
         self.shortcuts: list = []
+        self.dependencies: list[Dependency] = []
+
+    def builds_on(self, cases, part: str, own_cases) -> None:
+        """The cases in `cases` (names, or prefixes ending in "/") run the student's `part`,
+        whose own cases are `own_cases`: when one of those fails, a failing case of `cases`
+        says so ("uses your `attention`, which fails attention/source: fix that first")."""
+        self.dependencies.append(Dependency(tuple(cases), part, tuple(own_cases)))
 
     def ban(self, part: str, calls, cases) -> None:
         """The library calls that would do `part`'s work (dotted names, or bare option
@@ -239,6 +265,11 @@ def leaves(value, where: str = "") -> list[tuple[str, torch.Tensor]]:
     return [item for i, v in enumerate(value) for item in leaves(v, f"{where}[{i}]")]
 
 
+# The tolerance policy, stated in every failure of a numeric comparison: each tolerance sits
+# 100x above the worst error of correct code (float32 constants and intermediates included
+# where the contract allows them) and 100x below the error of every known mistake where
+# possible; `python -m grader audit` fails when either margin is under 10x.
+POLICY = "correct code, float32 steps included, stays 100x below it"
 SCALE_FLOOR = 1e-6  # below this an output counts as zero: errors are measured absolutely
 
 
@@ -267,7 +298,7 @@ class Difference:
         name = f"{self.where}: " if self.where else ""
         if self.detail:
             return f"{name}{self.detail} (must match exactly)"
-        return f"{name}error {self.error:.2e} > tolerance {tol:.0e}"
+        return f"{name}error {self.error:.2e} > tolerance {tol:.0e} ({POLICY})"
 
 
 def difference(got, expected) -> Difference:
@@ -385,3 +416,102 @@ def diagnose(got, mutants: dict, tol: float) -> tuple[str, str] | None:
     if not 0 < len(matches) <= MAX_NAMED:
         return None
     return " or ".join(n for n, _ in matches), "; or: ".join(d for _, d in matches)
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs left as they were: the code under test must not change what it was given
+# ---------------------------------------------------------------------------------------
+
+CHANGES_INPUT = "changes its input in place"
+
+
+def input_tensors(value, where: str = "") -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) of every tensor among a case's inputs, in a fixed order (dict keys
+    sorted); strings, numbers and other values are left out (they cannot change in place)."""
+    if isinstance(value, torch.Tensor):
+        return [(where or "input", value)]
+    if isinstance(value, dict):
+        return [item for key in sorted(value, key=str)
+                for item in input_tensors(value[key], f"{where}.{key}" if where else str(key))]
+    if isinstance(value, (list, tuple)):
+        return [item for i, v in enumerate(value) for item in input_tensors(v, f"{where}[{i}]")]
+    return []
+
+
+def same_tensor_values(a, b) -> bool:
+    """Same type, dtype, shape and values (NaN equal to NaN)."""
+    if type(b) is not torch.Tensor or a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
+
+
+def changed_input(sent, after) -> str | None:
+    """The message when the tensors the code received (`after`: their values once it
+    returned, in `input_tensors` order) differ from the inputs `sent`; None when they are
+    the same, or when the worker sent nothing to compare (large training inputs)."""
+    if after is None:
+        return None
+    before = input_tensors(sent)
+    if type(after) not in (list, tuple) or len(after) != len(before):
+        return f"{CHANGES_INPUT}: the inputs could not be compared after the call"
+    for (where, tensor), got in zip(before, after):
+        if not same_tensor_values(tensor, got):
+            return (f"{CHANGES_INPUT}: `{where}` is not the same after the call (work on a "
+                    f"copy: `x = x / n`, not `x /= n` or `x.div_(n)`)")
+    return None
+
+
+def with_inputs_check(verdict: Verdict, changed: str | None) -> Verdict:
+    """The verdict, failed (or its message extended) when the code changed its inputs."""
+    if not changed:
+        return verdict
+    if not verdict.passed:
+        return replace(verdict, message=f"{verdict.message}; it also {changed}")
+    return replace(verdict, points=0.0, passed=False, message=f"the outputs are right, but it "
+                                                              f"{changed}")
+
+
+# ---------------------------------------------------------------------------------------
+# Feedback across cases: a failure caused by another part the student wrote
+# ---------------------------------------------------------------------------------------
+
+def explain(suite: Suite, verdicts: list[Verdict]) -> list[Verdict]:
+    """Each failing case that runs a part which fails its own case says so, naming it."""
+    failed = {v.name for v in verdicts if not v.passed}
+    explained = []
+    for v in verdicts:
+        causes = [] if v.passed else [(d.part, own) for d in suite.dependencies
+                                      if matches(v.name, d.cases)
+                                      for own in sorted(failed) if matches(own, d.own_cases)
+                                      and own != v.name]
+        notes = []
+        for part, own in causes:
+            if part not in (p for p, _ in notes):
+                notes.append((part, own))
+        explained.append(replace(v, message="; ".join(
+            [v.message] + [f"uses your `{part}`, which fails {own}: fix that first"
+                           for part, own in notes])) if notes else v)
+    return explained
+
+
+def first_to_fix(suite: Suite, verdicts: list[Verdict]) -> str | None:
+    """When several started cases fail: the first (in the suite's order) whose own parts do
+    not depend on another failing case, with the part it grades where the suite says."""
+    failing = [v.name for v in verdicts if not v.passed and not v.todo]
+    if len(failing) < 2:
+        return None
+    for name in failing:
+        upstream = [own for d in suite.dependencies if matches(name, d.cases)
+                    for own in failing if matches(own, d.own_cases) and own != name]
+        if upstream:
+            continue
+        used = [d for d in suite.dependencies if matches(name, d.own_cases)]
+        downstream = sum(1 for other in failing if other != name
+                         and any(matches(other, d.cases) for d in used))
+        if used and downstream:
+            return (f"fix {name} first (your `{used[0].part}`): {downstream} other failing "
+                    f"case{'s' if downstream > 1 else ''} use{'' if downstream > 1 else 's'} it")
+        return f"fix {name} first"
+    return None

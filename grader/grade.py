@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from grader import intake, paths
-from grader.cases import Verdict, describe, judge, only_tensors
+from grader.cases import (Verdict, changed_input, describe, explain, judge, only_tensors,
+                          with_inputs_check)
 from grader.sandbox import (Limits, clean_message, decode_outputs_file, run_cases,
                             sandbox_mode, submission_budget)
 from grader.suites import load_suite
@@ -172,7 +173,7 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
         def judged(case, result):
             try:
                 return judge_result(assignment, case, result, expected[case.name], device,
-                                    limits, module)
+                                    limits, module, inputs[case.name])
             except Exception as exc:  # noqa: BLE001 - judging odd outputs costs this case only
                 return Verdict(case.name, 0.0, case.points, False,
                                clean_message(f"could not judge the outputs "
@@ -186,6 +187,7 @@ def grade(assignment: str, impl="assignments", *, device: str = "cpu",
                 for case in chosen]
     if refused:
         notes.append(f"refused unsafe zip entries: {', '.join(refused)}")
+    verdicts = explain(load_suite(assignment), verdicts)  # failures caused by another part
     # Messages can quote what the student's code raised or returned: cleaned once more here.
     verdicts = [replace(v, message=clean_message(v.message)) for v in verdicts]
     return Graded(assignment, verdicts, time.monotonic() - started, which,
@@ -201,13 +203,17 @@ def library_shortcuts(assignment: str, module: Path) -> dict[str, str]:
     return policy.violations(source, load_suite(assignment)) if source else {}
 
 
-def judge_result(assignment, case, result, fixture, device, limits, module) -> Verdict:
-    """The verdict of one case's reply; training cases' weights are evaluated first."""
+def judge_result(assignment, case, result, fixture, device, limits, module,
+                 sent=None) -> Verdict:
+    """The verdict of one case's reply; training cases' weights are evaluated first. The
+    inputs the code received, sent back after the call, must equal the `sent` ones."""
     if result.error is not None:
         return verdict(case, None, result.error, fixture, device)
+    changed = changed_input(sent, result.inputs)
     if case.is_training and case.evaluate is not None:
-        return judge_training(assignment, case, result.outputs, fixture, device, limits, module)
-    return verdict(case, result.outputs, None, fixture, device)
+        return with_inputs_check(judge_training(assignment, case, result.outputs, fixture,
+                                                device, limits, module), changed)
+    return verdict(case, result.outputs, None, fixture, device, changed)
 
 
 MAX_WEIGHTS = 10_000  # tensors in a returned state_dict
@@ -259,7 +265,10 @@ def judge_training(assignment, case, weights, fixture, device, limits, module) -
     return result
 
 
-def verdict(case, outputs, error, fixture, device: str = "cpu") -> Verdict:
+def verdict(case, outputs, error, fixture, device: str = "cpu",
+            changed: str | None = None) -> Verdict:
+    """The verdict of one case from its outputs (or the one-line `error`); `changed` says
+    how the code changed its inputs, if it did (`cases.changed_input`)."""
     if error is not None:
         return Verdict(case.name, 0.0, case.points, False, error,
                        todo=error.startswith("not implemented yet"))
@@ -268,7 +277,8 @@ def verdict(case, outputs, error, fixture, device: str = "cpu") -> Verdict:
         labels = case.gpu_reference()  # None: no gpu data here, the cpu profile ran
         if labels is not None:
             expected, threshold = labels, case.gpu_min_accuracy
-    return judge(case, outputs, expected, fixture.get("mutants"), min_accuracy=threshold)
+    return with_inputs_check(judge(case, outputs, expected, fixture.get("mutants"),
+                                   min_accuracy=threshold), changed)
 
 
 def grade_outputs(assignment: str, outputs_file: Path, *, cases=None,

@@ -4,6 +4,10 @@ import math
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+from grader.cases import input_tensors
 
 
 def randn(g: torch.Generator, *shape, scale: float = 1.0, dtype=torch.float32) -> torch.Tensor:
@@ -106,3 +110,70 @@ class PlainSGD:
         for p in self.params:
             if p.grad is not None:
                 p -= self.lr * p.grad
+
+
+# ---------------------------------------------------------------------------------------
+# Device placement without a GPU: the code runs on the meta device, and a CPU tensor that
+# meets one of its tensors (a mask, labels or positions made without `device=`) is named
+# ---------------------------------------------------------------------------------------
+
+ELSEWHERE = torch.device("meta")  # a device other than the CPU that every machine has
+DEVICE_MISTAKE = "made a tensor on the CPU while its inputs are on another device"
+# What meta tensors cannot do (they hold no values): a step that reads values (`.item()`,
+# `bool(t)`, `.tolist()`, `nonzero`) ends the check there, with nothing found before it.
+NO_VALUES = ("cannot be called on meta tensors", "Cannot copy out of meta tensor",
+             "data-dependent", "raises unimplemented", "no data")
+
+
+class WrongDevice(RuntimeError):
+    """A tensor on the CPU met the inputs' device inside the code under test."""
+
+
+class DeviceWatch(TorchDispatchMode):
+    """Every torch operation run under it: one that mixes a tensor on ELSEWHERE with a CPU
+    tensor that has dimensions (CPU scalars mix with any device) raises WrongDevice."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        if any(t.device == ELSEWHERE for t in tensors):
+            cpu = next((t for t in tensors if t.device.type == "cpu" and t.dim() > 0), None)
+            if cpu is not None:
+                raise WrongDevice(
+                    f"{DEVICE_MISTAKE}: a CPU tensor of shape {tuple(cpu.shape)} met one on "
+                    f"{ELSEWHERE.type} in {func.__name__.split('.')[0]}; make new tensors "
+                    f"with device=x.device and move given ones with .to(x.device)")
+        return func(*args, **kwargs)
+
+
+def elsewhere(value):
+    """Tensors (in dicts, lists, tuples) moved to ELSEWHERE, keeping their dtypes."""
+    if isinstance(value, torch.Tensor):
+        return value.to(ELSEWHERE)
+    if isinstance(value, dict):
+        return {k: elsewhere(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(elsewhere(v) for v in value)
+    return value
+
+
+def device_checked(run) -> dict:
+    """{"devices_checked": True} once run() (building modules and inputs on ELSEWHERE and
+    calling the student's code on them) ran without mixing devices and returned only tensors
+    on ELSEWHERE; WrongDevice otherwise. A step that needs values ends the check early."""
+    try:
+        with DeviceWatch():
+            outputs = run()
+    except NotImplementedError as exc:
+        if not any(text in str(exc) for text in NO_VALUES):
+            raise  # the skeleton's "not implemented yet"
+        outputs = None
+    except RuntimeError as exc:
+        if isinstance(exc, WrongDevice) or not any(text in str(exc) for text in NO_VALUES):
+            raise
+        outputs = None
+    for where, tensor in input_tensors(outputs, "output"):
+        if tensor.device != ELSEWHERE and tensor.dim() > 0:
+            raise WrongDevice(f"{DEVICE_MISTAKE}: it returned {where} on {tensor.device.type}; "
+                              f"outputs stay on the inputs' device")
+    return {"devices_checked": torch.tensor(True)}

@@ -41,9 +41,21 @@ def table(assignment: str, verdicts: list[Verdict], seconds: float, note: str = 
         lines.append(row if len(row) <= columns or not tty else row[: columns - 1] + "…")
     score, total = sum(v.points for v in verdicts), sum(v.max_points for v in verdicts)
     lines.append("-" * min(len(head) + 30, columns))
+    advice = first_part_to_fix(assignment, verdicts)
+    if advice:
+        lines.append(advice)
     lines.append(f"{'total':<{WIDTH['case']}} {score:>5g} / {total:<3g}  "
                  f"({100 * score / total if total else 0:.0f}%)  in {seconds:.1f} s")
     return "\n".join(lines)
+
+
+def first_part_to_fix(assignment: str, verdicts: list[Verdict]) -> str | None:
+    """When several cases fail: which to fix first (one that no other failing part causes)."""
+    from grader.cases import first_to_fix
+    from grader.suites import available, load_suite
+    if assignment not in available():
+        return None
+    return first_to_fix(load_suite(assignment), verdicts)
 
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's

@@ -87,6 +87,7 @@ class Result:
     seconds: float = 0.0
     todo: bool = False
     timed_out: bool = False
+    inputs: list | None = None  # the input tensors after the call, as the code left them
 
 
 @dataclass
@@ -283,6 +284,7 @@ class Worker:
         pids_cgroup = self.cgroup is not None and self.cgroup.found.base("pids") is not None
         return {"assignment": assignment, "mode": self.kind, "device": device,
                 "threads": limits.threads, "memory": limits.memory, "cpu_seconds": cpu_seconds,
+                "cpu_limits": {c.name: c.cpu_time for c, _ in jobs if c.cpu_time},
                 "file_bytes": limits.file_bytes, "processes": limits.processes,
                 "nproc": uid is not None and not pids_cgroup, "output_bytes": limits.output,
                 "suite_file": assignment in EXTRA_SUITES, "uid": uid, "secure": self.mode.secure,
@@ -373,7 +375,7 @@ class Worker:
                 return Result(error=f"time limit exceeded ({budget:.0f} s)"
                               + progress_text(progress), timed_out=True), False
             except Closed:
-                return Result(error=self.exit_reason() + progress_text(progress)), False
+                return Result(error=self.exit_reason(case) + progress_text(progress)), False
             except WireError as exc:
                 return Result(error=f"returned something that is not plain tensors ({exc})"), False
             if body.get("status") == "progress" and body.get("case") == case.name:
@@ -384,7 +386,7 @@ class Worker:
             return Result(error="the worker sent a malformed reply"), False
         status = body.get("status")
         if status == "ok":
-            return Result(outputs=body.get("outputs")), True
+            return Result(outputs=body.get("outputs"), inputs=body.get("inputs")), True
         message = str(body.get("message"))[:500]
         return Result(error=message, todo=status == "todo"), status == "todo"
 
@@ -403,7 +405,7 @@ class Worker:
             return f"importing the module ended the process: {self.exit_reason()}"
         return f"importing the module failed: malformed reply ({exc})"
 
-    def exit_reason(self) -> str:
+    def exit_reason(self, case=None) -> str:
         status = self.zygote.wait(2.0)
         if status is None:
             return "the process stopped answering"
@@ -416,6 +418,10 @@ class Worker:
                         "included)")
             if number == signal.SIGKILL:
                 return f"the process was killed ({name}): out of memory or a resource limit"
+            if number == signal.SIGXCPU and case is not None and case.cpu_time:
+                return (f"the process was killed ({name}): the case used more than its "
+                        f"{case.cpu_time:.0f} s of CPU time (one thread, a fixed number of "
+                        "steps: the reference needs a small part of it)")
             if number == signal.SIGXCPU:
                 return f"the process was killed ({name}): CPU time limit"
             return f"the process died from signal {name}"

@@ -8,6 +8,7 @@ refused; both: no capabilities, the seccomp filter loaded, nothing of the grader
 environment). Only then does it apply its limits, compile the module (from bytes, as
 Python reads source) and run its jobs, one frame per reply on the channel.
 """
+import contextlib
 import errno
 import os
 import resource
@@ -81,12 +82,14 @@ def run(config, send, sandbox, torch) -> None:
         return
     from dlkit.utils import seed_everything
     from grader import callpath
+    from grader.cases import input_tensors
     suite = load_suite(config)
     evaluate = config["mode"] == "evaluate"
     module_path = f"{config['job']}/{config['assignment']}.py"
     runs, pins, shortcuts, watch = call_paths(suite, [name for name, _, _ in work], evaluate,
                                               module_path)
-    move, seed_all, replaced = to_device, seed_everything, callpath.replaced
+    move, seed_all, replaced, tensors_of = to_device, seed_everything, callpath.replaced, \
+        input_tensors
     try:
         module = import_module(config["assignment"], module_path)
     except BaseException as exc:  # noqa: BLE001 - SyntaxError, SystemExit, anything
@@ -103,14 +106,19 @@ def run(config, send, sandbox, torch) -> None:
             seed_all(seed)
             if watch:
                 watch.begin(shortcuts[name])
-            if evaluate:
-                outputs = runs[name](module, move(inputs["weights"], target),
-                                     move(inputs["data"], target), target)
-            else:
-                outputs = runs[name](module, move(inputs, target), target)
+            received = None
+            with case_limits(config["cpu_limits"].get(name), torch):
+                if evaluate:
+                    outputs = runs[name](module, move(inputs["weights"], target),
+                                         move(inputs["data"], target), target)
+                else:
+                    given = move(inputs, target)
+                    received = [tensor for _, tensor in tensors_of(given)]  # as the code got them
+                    outputs = runs[name](module, given, target)
             used = watch.used() if watch else None
             body = ({"case": name, "status": "error", "message": used} if used else
-                    {"case": name, "status": "ok", "outputs": sandbox.plain(outputs)})
+                    {"case": name, "status": "ok", "outputs": sandbox.plain(outputs),
+                     "inputs": inputs_back(received, sandbox)})
         except CallPathChanged as exc:
             body = {"case": name, "status": "error", "message": str(exc)}
         except NotImplementedError as exc:
@@ -124,6 +132,40 @@ def run(config, send, sandbox, torch) -> None:
         except Exception as exc:  # noqa: BLE001 - outputs that cannot travel
             send({"case": name, "status": "error",
                   "message": f"returned something that is not plain tensors ({exc})"[:300]})
+
+
+INPUTS_BACK = 16 << 20  # bytes of input tensors sent back for the parent to compare
+
+
+def inputs_back(received, sandbox):
+    """The input tensors as the code left them, for the parent to compare with what it sent
+    ("changes its input in place"); None (not compared) above INPUTS_BACK bytes: large
+    training data."""
+    if received is None or sum(t.numel() * t.element_size() for t in received) > INPUTS_BACK:
+        return None
+    return [sandbox.plain(t) for t in received]
+
+
+@contextlib.contextmanager
+def case_limits(seconds, torch):
+    """Around one case with a CPU-time limit (training): torch on one thread, and the
+    process's CPU rlimit lowered to what it has used plus `seconds` (SIGXCPU past it), so
+    the case is judged by its work, never by how busy the machine is."""
+    if not seconds:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = int(usage.ru_utime + usage.ru_stime + seconds) + 1
+    resource.setrlimit(resource.RLIMIT_CPU,
+                       (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))
+        torch.set_num_threads(threads)
 
 
 def call_paths(suite, names, evaluate: bool, module_path: str):

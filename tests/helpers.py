@@ -13,7 +13,7 @@ from pathlib import Path
 from grader import paths
 from grader.audit import audit, judged, load_implementations
 from grader.authoring import one_thread, write_variant
-from grader.cases import Verdict
+from grader.cases import Verdict, explain
 from grader.grade import grade, inputs_and_expected
 from grader.sandbox import Limits
 from grader.suites import available, load_suite
@@ -62,9 +62,9 @@ class Proof:
         module = getattr(self.implementations, kind)[name][1]
         inputs, fixtures = self.fixture_set(which)
         with one_thread():  # many small kernels: much faster than contended threads
-            return [judged(case, module, inputs[case.name], fixtures[case.name],
-                           self.implementations.shortcuts[name])
-                    for case in self.cases]
+            return explain(load_suite(self.assignment), [
+                judged(case, module, inputs[case.name], fixtures[case.name],
+                       self.implementations.shortcuts[name]) for case in self.cases])
 
     @functools.cache
     def audit(self, seeds: int):
