@@ -22,14 +22,19 @@ def linspace(lo: float, hi: float, *shape, dtype=torch.float32) -> torch.Tensor:
 def load_state(module: nn.Module, state: dict, device, dtype=None) -> nn.Module:
     """Load `state` into a freshly built student module, in eval mode on `device`.
 
-    Parameter names are part of the assignment's contract: when they differ, one line
-    names the missing and unexpected ones (torch's own message spans many lines).
+    Parameter names and shapes are part of the assignment's contract: when they differ, one
+    line names the missing and unexpected keys, or the first key whose shape differs
+    (torch's own message spans many lines, and only its first would reach the report).
     """
     have = set(module.state_dict())
     missing, unexpected = sorted(set(state) - have), sorted(have - set(state))
     if missing or unexpected:
         raise ValueError(f"{type(module).__name__} parameter names differ from the assignment's: "
                          f"missing {missing[:4]}, unexpected {unexpected[:4]}")
+    for key, value in module.state_dict().items():
+        if tuple(value.shape) != tuple(state[key].shape):
+            raise ValueError(f"{type(module).__name__}'s {key} has shape {tuple(value.shape)}, "
+                             f"the assignment's is {tuple(state[key].shape)}")
     if dtype is not None:
         module = module.to(dtype)
     module.load_state_dict(state)

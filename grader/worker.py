@@ -429,10 +429,22 @@ def error_line(exc, module_path) -> str:
         text = str(exc)
     except BaseException:  # noqa: BLE001 - an exception whose __str__ raises
         text = ""
-    text = text.splitlines()[0][:300] if text else ""
+    text = decisive_line(text)
     name = type(exc).__name__[:NAME_CAP]
     line = f"{name}{where}: {text}" if text else f"{name}{where}"
     return line + cause_of(exc, text)
+
+
+def decisive_line(text: str) -> str:
+    """The first line of a message, joined with the next one when it only announces it
+    ("Error(s) in loading state_dict for Net:" is followed by the key and the shapes)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if first.endswith(":") and len(lines) > 1:
+        first = f"{first} {lines[1]}"
+    return first[:300]
 
 
 def cause_of(exc, text: str) -> str:

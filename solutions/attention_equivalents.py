@@ -46,6 +46,16 @@ EQUIVALENTS = {
         angle = torch.outer(torch.arange(max_seq_len).float(), inv_freq)  # (L, d/2)
         pe = torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(max_seq_len, d_model)
 """)]),
+    "attention_float32_scale": (
+        "the scale as a float32 tensor, torch.sqrt(torch.tensor(d_k, dtype=torch.float32)): "
+        "a float32 constant in a float64 computation",
+        [(SCORES, "scores = torch.bmm(q, k.transpose(-2, -1)) / torch.sqrt("
+                  "torch.tensor(q.shape[-1], dtype=torch.float32))")]),
+    "causal_float32_scale_tensor": (
+        "the causal scores scaled by a float32 tensor made with torch.tensor's default dtype",
+        [("""    scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (N, L, L)
+    L = q.shape[1]""", """    scores = torch.bmm(q, k.transpose(-2, -1)) * torch.tensor(q.shape[-1]).float().rsqrt()
+    L = q.shape[1]""")]),
     "attention_matmul_scale_q_first": (
         "q scaled by 1/sqrt(d_k) before torch.matmul with k.transpose(1, 2)",
         [(SCORES, "scores = torch.matmul(q / math.sqrt(q.size(-1)), k.transpose(1, 2))")]),

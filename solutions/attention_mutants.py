@@ -31,6 +31,33 @@ MUTANTS = {
         "positions start at 1: the first row of the table is position 0 (sin 0 = 0, cos 0 = 1)",
         [("torch.arange(max_seq_len, dtype=torch.float64)[:, None]",
           "torch.arange(1, max_seq_len + 1, dtype=torch.float64)[:, None]")]),
+    "pe_misplaced_parenthesis": (
+        "a misplaced parenthesis: pos / 10000 ** 2i / d_model divides by d_model after the "
+        "power; the whole 2i / d_model is the exponent",
+        [("        angle = position / 10000 ** (even / d_model)",
+          "        angle = position / 10000 ** even / d_model")]),
+    "pe_buffer_float64": (
+        "the position table is stored in float64: the buffer pe is float32 (torch's default "
+        "dtype), whatever dtype the formula was computed in",
+        [("        pe = torch.zeros(max_seq_len, d_model)\n        pe[:, 0::2]",
+          "        pe = torch.zeros(max_seq_len, d_model, dtype=torch.float64)\n        pe[:, 0::2]")]),
+    "scales_query_in_place": (
+        "changes its input in place",
+        [("    scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (N, L_q, L_k)\n",
+          "    q /= math.sqrt(q.shape[-1])\n    scores = torch.bmm(q, k.transpose(-2, -1))  # (N, L_q, L_k)\n")]),
+    "causal_mask_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("device=q.device).triu(1)  # True where j > i", ").triu(1)  # True where j > i")]),
+    "linear_k_created_first": (
+        "SelfAttention creates linear_k before linear_q: the layers must be created in the "
+        "order q, k, v",
+        [("""        self.linear_q = nn.Linear(input_dim, key_dim)
+        self.linear_k = nn.Linear(input_dim, key_dim)
+        self.linear_v = nn.Linear(input_dim, output_dim)
+""", """        self.linear_k = nn.Linear(input_dim, key_dim)
+        self.linear_q = nn.Linear(input_dim, key_dim)
+        self.linear_v = nn.Linear(input_dim, output_dim)
+""")]),
     "no_scale": (
         "the scores were not divided by sqrt(d_k)",
         [("scores = torch.bmm(q, k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (N, L_q, L_k)",

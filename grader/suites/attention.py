@@ -19,11 +19,14 @@ Two kinds of cases per exercise:
   permutation equivariance).
 
 Everything numeric runs in float64 (modules are built in float32 under the seed, as the source
-does, and then converted with `.double()`), so a tolerance of 1e-8 leaves many orders of
-magnitude on both sides. The one exception is the position table: its buffer is float32 by
-contract (built with torch's default dtype), so float32 formulas of a correct table differ from
-the float64-computed reference by up to ~1e-5 of its scale; its tolerance, 1e-3, was chosen
-from the audit (`python -m grader audit attention`), while every known mistake moves it by 0.1
+does, and then converted with `.double()`). Correct float64 code lands near 1e-15; correct
+code with a float32 constant (the scale as `torch.sqrt(torch.tensor(d_k, dtype=torch.float32))`,
+an equivalent) lands near 1e-7; every known mistake moves an output by 1e-2 of its scale or
+more. TOL = 1e-5 sits 100x above the first and 1000x below the second (the tolerance policy,
+`python -m grader audit attention`). The one exception is the position table: its buffer is
+float32 by contract (built with torch's default dtype, and its dtype is checked), so float32
+formulas of a correct table differ from the float64-computed reference by up to ~1e-5 of its
+scale; its tolerance, 1e-3, sits 100x above that, while every known mistake moves it by 0.1
 or more.
 """
 from functools import partial
@@ -33,7 +36,7 @@ from torch import nn
 
 from grader import inputs, policy
 from grader.cases import Case, Property, Suite
-from grader.inputs import load_state
+from grader.inputs import ELSEWHERE, device_checked, elsewhere, load_state
 
 suite = Suite("attention")
 
@@ -47,9 +50,14 @@ for _part, _cases in (("SelfAttention.forward", "selfattn/"), ("CrossAttention.f
                       ("CausalSelfAttention.forward", "causal/module")):
     suite.ban(_part, policy.MULTI_HEAD, cases=[_cases])
 
+# Later parts run the student's earlier ones: their failures name the part to fix first.
+suite.builds_on(["selfattn/", "cross/", "mha/", "device/"], "attention", ["attention/"])
+suite.builds_on(["mha/"], "SelfAttention", ["selfattn/"])
+suite.builds_on(["causal/module"], "causal_attention", ["causal/attention"])
+
 F64 = torch.float64
 randn = partial(inputs.randn, dtype=F64)
-TOL = 1e-8        # float64 cases
+TOL = 1e-5        # float64 cases, float32 constants allowed (see the module docstring)
 PE_TOL = 1e-3     # the float32 position table (see the module docstring)
 
 
@@ -129,14 +137,15 @@ def pe_other_inputs(g):
 
 def pe_source_call(m, x, device):
     pe = m.PositionalEncoder(x["x"].shape[-1]).to(device)
-    return {"output": pe(x["x"]), "pe": pe.pe.to(F64)}
+    return {"output": pe(x["x"]), "pe": pe.pe}  # the buffer as stored: float32 by contract
 
 
 suite.add(Case(
     "pe/source", 10, pe_other_inputs, pe_source_call, source_inputs=pe_source_inputs,
     tol=PE_TOL,
-    hint="pe[pos, 2i] = sin(pos / 10000**(2i/d)), pe[pos, 2i+1] = cos(same angle); 2i is the "
-         "even column's index, do not double it"))
+    hint="pe[pos, 2i] = sin(pos / 10000**(2i/d)), pe[pos, 2i+1] = cos(same angle): the whole "
+         "2i/d is the exponent, 2i being the even column's index (0, 2, 4, ...); the buffer is "
+         "float32"))
 
 PE_SIZES = [(6, 20), (64, 80), (2, 5), (128, 100)]  # (d_model, max_seq_len)
 
@@ -150,7 +159,7 @@ def pe_sizes_call(m, x, device):
     for d_model, max_len in PE_SIZES:
         pe = (m.PositionalEncoder(d_model, max_len) if max_len != 80
               else m.PositionalEncoder(d_model)).to(device)
-        out[f"pe_{d_model}x{max_len}"] = pe.pe.to(F64)
+        out[f"pe_{d_model}x{max_len}"] = pe.pe  # float32 by contract
     small = m.PositionalEncoder(6, 20).to(device)
     out["forward"], out["forward_batch_of_one"] = small(x["x"]), small(x["one"])
     return out
@@ -321,8 +330,8 @@ def mha_source_call(m, x, device):
 suite.add(Case(
     "mha/source", 8, lambda g: mha_source_inputs(other_seed(g)), mha_source_call,
     source_inputs=mha_source_inputs, tol=TOL,
-    hint="concatenate the head outputs along the last dimension (head 0 first), then "
-         "linear_out"))
+    hint="built right after the seed: the heads' layers in the order q, k, v, then linear_out; "
+         "the head outputs joined along the last dimension (head 0 first), then linear_out"))
 
 HEAD_DIMS = [(12, 5, 3), (12, 4, 6), (12, 6, 2)]  # unequal heads: (input, key, output) dims
 MHA_OUT = 7
@@ -402,3 +411,32 @@ suite.add(Case(
     properties=[Property(past_unchanged, "the output at position t changed when only inputs "
                          "after t changed: the module sees the future", "causal")],
     hint="the SelfAttention projections, then causal_attention instead of attention"))
+
+
+# ---------------------------------------------------------------------------------------
+# Every part on another device than the CPU (the meta device: shapes, no values)
+# ---------------------------------------------------------------------------------------
+
+def device_inputs(g):
+    return {"x": randn(g, 2, 5, 10), "y": randn(g, 2, 7, 6)}
+
+
+def device_call(m, x, device):
+    """Each part with its inputs and modules on the meta device: a tensor it makes on the
+    CPU (a causal mask without device=) meets them and is named. Every part runs there."""
+    def run():
+        seq, other = elsewhere(x["x"]), elsewhere(x["y"])
+        q, k, v = seq[..., :4], seq[..., 4:8], seq
+        heads = [m.SelfAttention(10, 4, 3), m.SelfAttention(10, 2, 5)]
+        return {"pe": m.PositionalEncoder(10, 20).to(ELSEWHERE)(seq),
+                "attention": m.attention(q, k, v), "causal": m.causal_attention(q, k, v),
+                "self": m.SelfAttention(10, 4, 6).to(ELSEWHERE, F64)(seq),
+                "cross": m.CrossAttention(10, 6, 4, 3).to(ELSEWHERE, F64)(seq, other),
+                "heads": m.MultiHeadedAttention(heads, 7).to(ELSEWHERE, F64)(seq),
+                "causal_module": m.CausalSelfAttention(10, 4, 6).to(ELSEWHERE, F64)(seq)}
+    return device_checked(run)
+
+
+suite.add(Case(
+    "device/meta", 2, device_inputs, device_call, tol=TOL,
+    hint="make new tensors (a mask) on the inputs' device: device=q.device"))
