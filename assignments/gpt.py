@@ -205,7 +205,8 @@ class MyTokenizer:
 
     def decode(self, toks: Tensor) -> str:
         """The tokens of the ids `toks` (1-D), joined with single spaces; <START> and
-        the other specials are written out as they are ("<START> KING RICHARD ...")."""
+        the other specials are written out as they are ("<START> KING RICHARD ..."), so
+        a padded row decodes with its <PAD> tokens ("<START> Ay , my lord . <PAD> <PAD>")."""
         # TODO: each id's token, joined by single spaces.
         raise NotImplementedError("MyTokenizer.decode: not implemented yet")
 
@@ -292,14 +293,16 @@ class DialogueGPT(nn.Module):
                  use_cache: bool = True) -> Tensor:
         """Continue every row of input_ids (B, T) by up to num_tokens tokens.
 
-        Never longer than max_N: the result has min(T + num_tokens, max_N) columns (a
-        prompt of max_N or more is returned as it is). Each step picks the next token of
+        Never grows past max_N: a prompt of T < max_N tokens gets min(num_tokens, max_N - T)
+        new ones, so the result has min(T + num_tokens, max_N) columns; a prompt of max_N
+        or more tokens is returned as it is (all T columns, none cut). Each step picks the
+        next token of
         every row with sample_next_token(logits of the last position, temperature, top_k,
         top_p, generator); temperature 0 is greedy.
         use_cache=False runs the model on the whole sequence at every step. use_cache=True
         keeps a KV cache (self.new_cache()): the first step runs the whole prompt, every
         later step only the token just chosen. Both give the same tokens.
-        Returns int64 (B, min(T + num_tokens, max_N)), the prompt included.
+        Returns int64 (B, max(T, min(T + num_tokens, max_N))), the prompt included.
         """
         # TODO: never grow past max_N tokens; with a cache the prompt runs once, then each step
         #       feeds only the newest token.
@@ -318,7 +321,9 @@ class DialogueLoss(nn.Module):
 
         The logits at position t predict the token at t + 1: compare logits[:, :-1] with
         input_ids[:, 1:], weight each position's loss by inp_mask[:, 1:], and divide the
-        sum by the sum of those weights. A scalar tensor in the dtype of the logits.
+        sum by the sum of those weights. A scalar tensor in the dtype of the logits,
+        differentiable with respect to them (it is the training loss: its gradient must be
+        the one autograd gives for this formula).
         """
         # TODO: position t predicts token t + 1; per-token losses count only where that next
         #       token is real (the mask), averaged over those tokens.
@@ -333,7 +338,9 @@ class DialogueLoss(nn.Module):
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
     """Keep the k largest logits of each row (last dim), set the others to -inf.
 
-    logits: (..., V); k >= V keeps everything. Returns a new tensor of the same shape.
+    A logit equal to the row's k-th largest is kept too, so a row whose k-th largest value
+    is tied keeps every one of the tied logits (more than k). logits: (..., V); k >= V keeps
+    everything. Returns a new tensor of the same shape (`logits` itself is not changed).
     """
     # TODO: keep, in each row, the logits at least as large as its k-th largest; the others
     #       become -inf (k >= V keeps every one).

@@ -346,8 +346,10 @@ def judge(case: Case, got, expected, mutants: dict | None = None,
     problem = validate(got, expected)
     if problem:
         known = diagnose(got, mutants or {}, case.tol)  # mistakes of shape or dtype too
-        return fail(f"{problem}: looks like a known mistake: {known[1]}" if known else problem,
-                    mistake=known)
+        if known:
+            return fail(f"{problem}: looks like a known mistake: {known[1]}", mistake=known)
+        non_finite = problem.endswith("contains NaN or Inf") and case.hint
+        return fail(f"{problem}; hint: {case.hint}" if non_finite else problem)
     if case.max_loss is not None:
         loss = got.item()
         message = f"loss of the trained weights {loss:.3f} (needs < {case.max_loss})"
@@ -478,21 +480,19 @@ def with_inputs_check(verdict: Verdict, changed: str | None) -> Verdict:
 # ---------------------------------------------------------------------------------------
 
 def explain(suite: Suite, verdicts: list[Verdict]) -> list[Verdict]:
-    """Each failing case that runs a part which fails its own case says so, naming it."""
-    failed = {v.name for v in verdicts if not v.passed}
+    """Each failing case that runs a part which fails its own case says so, naming the first
+    such case in the suite's order (the likeliest cause: later parts build on it)."""
+    failed = [v.name for v in verdicts if not v.passed]
     explained = []
     for v in verdicts:
-        causes = [] if v.passed else [(d.part, own) for d in suite.dependencies
-                                      if matches(v.name, d.cases)
-                                      for own in sorted(failed) if matches(own, d.own_cases)
-                                      and own != v.name]
-        notes = []
-        for part, own in causes:
-            if part not in (p for p, _ in notes):
-                notes.append((part, own))
-        explained.append(replace(v, message="; ".join(
-            [v.message] + [f"uses your `{part}`, which fails {own}: fix that first"
-                           for part, own in notes])) if notes else v)
+        causes = [] if v.passed else [(own, d.part) for own in failed if own != v.name
+                                      for d in suite.dependencies
+                                      if matches(v.name, d.cases) and matches(own, d.own_cases)]
+        if causes:
+            own, part = causes[0]
+            v = replace(v, message=f"{v.message}; uses your `{part}`, which fails {own}: "
+                                   f"fix that first")
+        explained.append(v)
     return explained
 
 

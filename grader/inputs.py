@@ -65,6 +65,18 @@ def load_trained(model: nn.Module, weights: dict, device=None) -> nn.Module:
     return (model.to(device) if device is not None else model).eval()
 
 
+def value_and_gradients(loss, *tensors) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(loss(*copies), the gradient of that value with respect to each copy): the copies
+    require gradients, so a loss that trains right gives autograd's gradient of its formula
+    (compared with the reference's); one that cuts the graph gives zeros."""
+    copies = [t.detach().clone().requires_grad_(True) for t in tensors]
+    value = loss(*copies)
+    if not (isinstance(value, torch.Tensor) and value.requires_grad):
+        return value, [torch.zeros_like(t) for t in copies]
+    grads = torch.autograd.grad(value.sum(), copies, allow_unused=True)
+    return value.detach(), [torch.zeros_like(t) if g is None else g for t, g in zip(copies, grads)]
+
+
 def trained_state(model: nn.Module) -> dict:
     """What a training case returns from the student's sandbox: detached CPU weights."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}

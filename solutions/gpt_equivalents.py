@@ -8,6 +8,20 @@ EQUIVALENTS = {
         "queries scaled by n_hidden ** -0.5 before the matmul",
         [("scores = q @ k.transpose(-2, -1) / math.sqrt(self.n_hidden)",
           "scores = (q * self.n_hidden ** -0.5) @ k.transpose(-2, -1)")]),
+    "head_float32_scale": (
+        "the scale as a float32 tensor, torch.sqrt(torch.tensor(n_hidden, dtype=torch.float32)): "
+        "a float32 constant in a float64 computation",
+        [("scores = q @ k.transpose(-2, -1) / math.sqrt(self.n_hidden)",
+          "scores = q @ k.transpose(-2, -1) / torch.sqrt(torch.tensor(self.n_hidden, "
+          "dtype=torch.float32))")]),
+    "top_k_by_kthvalue": (
+        "the k-th largest logit as the (V - k + 1)-th smallest, with kthvalue",
+        [("kth = torch.topk(logits, k, dim=-1).values[..., -1:]",
+          "kth = logits.kthvalue(logits.shape[-1] - k + 1, dim=-1, keepdim=True).values")]),
+    "top_p_float32_probabilities": (
+        "the nucleus's probabilities computed in float32 (a float32 intermediate)",
+        [("    probs = torch.softmax(sorted_logits, dim=-1)\n    mass_before",
+          "    probs = torch.softmax(sorted_logits.float(), dim=-1)\n    mass_before")]),
     "einsum_scores": (
         "scores and outputs with torch.einsum",
         [("scores = q @ k.transpose(-2, -1) / math.sqrt(self.n_hidden)",

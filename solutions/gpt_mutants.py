@@ -68,6 +68,40 @@ MUTANTS = {
         "generate calls .squeeze() on the last logits, which breaks a batch of one",
         [("sample_next_token(logits[:, -1, :], temperature,",
           "sample_next_token(logits[:, -1, :].squeeze(), temperature,")]),
+    "decode_drops_pad": (
+        "decode leaves out the <PAD> tokens of a padded row (every id is written out, specials "
+        "included)",
+        [('return " ".join(self.vocab[i] for i in toks.tolist())',
+          'return " ".join(self.vocab[i] for i in toks.tolist() if i != self.pad_id)')]),
+    "top_k_breaks_ties": (
+        "top-k keeps exactly k logits (the indices of torch.topk): a logit tied with the k-th "
+        "largest must be kept too",
+        [("""    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))""",
+          """    chosen = torch.topk(logits, k, dim=-1).indices
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, chosen, True)
+    return logits.masked_fill(~keep, float("-inf"))""")]),
+    "top_k_in_place": (
+        "changes its input in place",
+        [('return logits.masked_fill(logits < kth, float("-inf"))',
+          'return logits.masked_fill_(logits < kth, float("-inf"))')]),
+    "generate_crops_long_prompt": (
+        "generate cuts a prompt longer than max_N to its last max_N tokens: a prompt of max_N "
+        "or more tokens is returned as it is",
+        [("        ids = input_ids\n", "        ids = input_ids[:, -self.max_N:]\n")]),
+    "loss_without_graph": (
+        "the loss is rebuilt from a Python number (.item()): it is cut from the graph, so no "
+        "gradient reaches the logits and the model cannot train",
+        [("        return (loss * mask).sum() / mask.sum()\n",
+          "        return torch.tensor(((loss * mask).sum() / mask.sum()).item(), "
+          "dtype=logits.dtype)\n")]),
+    "mask_not_moved": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("blocked = attn_mask.to(scores.device) == 0", "blocked = attn_mask == 0")]),
+    "positions_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("positions = torch.arange(past, past + T, device=input_ids.device)",
+          "positions = torch.arange(past, past + T)")]),
     "generate_not_clipped": (
         "generate does not stop at max_N tokens (pos_embed has only max_N rows)",
         [("steps = max(0, min(num_tokens, self.max_N - ids.shape[1]))", "steps = num_tokens")]),
