@@ -77,6 +77,18 @@ def value_and_gradients(loss, *tensors) -> tuple[torch.Tensor, list[torch.Tensor
     return value.detach(), [torch.zeros_like(t) if g is None else g for t, g in zip(copies, grads)]
 
 
+def attempt(run, shape):
+    """run(), or int64 -1s of the expected shape if it raised (not NotImplementedError): a
+    crash on one row (a batch of one, a prompt near max_N) then costs that output only, and
+    the known mistakes that crash there can be named."""
+    try:
+        return run()
+    except NotImplementedError:
+        raise
+    except Exception:  # noqa: BLE001 - judged as wrong values, named when known
+        return torch.full(shape, -1, dtype=torch.long)
+
+
 def trained_state(model: nn.Module) -> dict:
     """What a training case returns from the student's sandbox: detached CPU weights."""
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -78,6 +78,24 @@ EQUIVALENTS = {
           "    for p_teacher, p_student in zip(teacher.parameters(), student.parameters()):\n"
           "        new = momentum * p_teacher.detach() + (1 - momentum) * p_student.detach()\n"
           "        p_teacher.data.copy_(new)\n")]),
+    "similarity_float32_norms": (
+        "the row norms computed in float32 (a float32 intermediate in a float64 computation)",
+        [("    text = text_features / text_features.norm(dim=-1, keepdim=True)\n"
+          "    image = image_features / image_features.norm(dim=-1, keepdim=True)\n",
+          "    text = text_features / text_features.float().norm(dim=-1, keepdim=True)\n"
+          "    image = image_features / image_features.float().norm(dim=-1, keepdim=True)\n")]),
+    "dino_float32_temperatures": (
+        "the temperatures as float32 tensors, torch.tensor(teacher_temp) (float32 constants)",
+        [("    teacher_probs = F.softmax((teacher_output - center) / teacher_temp, dim=-1).detach()\n"
+          "    student_log_probs = F.log_softmax(student_output / student_temp, dim=-1)\n",
+          "    teacher_probs = F.softmax((teacher_output - center) / torch.tensor(teacher_temp),\n"
+          "                              dim=-1).detach()\n"
+          "    student_log_probs = F.log_softmax(student_output / torch.tensor(student_temp), dim=-1)\n")]),
+    "segmentation_batchnorm_eval": (
+        "a BatchNorm layer in the classifier, switched to evaluation mode for inference",
+        [("        self.model = nn.Sequential(nn.Linear(inp_dim, 256), nn.ReLU(),\n",
+          "        self.model = nn.Sequential(nn.Linear(inp_dim, 256), nn.BatchNorm1d(256), "
+          "nn.ReLU(),\n")]),
     "segmentation_linear_adam": (
         "a linear classifier trained with Adam and L2 weight decay",
         [("        self.model = nn.Sequential(nn.Linear(inp_dim, 256), nn.ReLU(),\n"

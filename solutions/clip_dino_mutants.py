@@ -106,6 +106,25 @@ MUTANTS = {
         "take the argmax over the classes",
         [("pred_classes = self.model(X_test).argmax(dim=-1)",
           "pred_classes = self.model(X_test)")]),
+    "similarity_normalises_in_place": (
+        "changes its input in place",
+        [("    text = text_features / text_features.norm(dim=-1, keepdim=True)\n",
+          "    text = text_features.div_(text_features.norm(dim=-1, keepdim=True))\n")]),
+    "clip_labels_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("labels = torch.arange(len(logits), device=logits.device)",
+          "labels = torch.arange(len(logits))")]),
+    "segmentation_ignores_num_iters": (
+        "train runs a fixed number of steps (500) whatever num_iters says",
+        [("        for _ in range(num_iters):\n", "        for _ in range(500):\n")]),
+    "segmentation_batchnorm_left_training": (
+        "the classifier has a BatchNorm layer and inference leaves it in training mode: it "
+        "then normalises with the batch's own statistics (and fails on a single patch); call "
+        "self.model.eval() first",
+        [("        self.model = nn.Sequential(nn.Linear(inp_dim, 256), nn.ReLU(),\n",
+          "        self.model = nn.Sequential(nn.Linear(inp_dim, 256), nn.BatchNorm1d(256), "
+          "nn.ReLU(),\n"),
+         ("        self.model.eval()\n        pred_classes", "        pred_classes")]),
     "segmentation_never_steps": (
         "train computes the loss and its gradients but never calls optimizer.step(), so "
         "the classifier stays at its random initialisation",

@@ -82,9 +82,13 @@ def nearest_class_mean(x_train, y_train, x_test) -> torch.Tensor:
 
 def classifier_expected(x):
     """The clusters' own labels (their nearest training class mean), which the inputs do not
-    carry."""
-    return {name: nearest_class_mean(x[name]["X_train"], x[name]["Y_train"], x[name]["X_test"])
-            for name in CLASSIFIER_SETS}
+    carry; the first patch's alone; 0 training steps change no prediction."""
+    out = {}
+    for name in CLASSIFIER_SETS:
+        labels = nearest_class_mean(x[name]["X_train"], x[name]["Y_train"], x[name]["X_test"])
+        out.update({name: labels, f"{name}_one_patch": labels[:1],
+                    f"{name}_zero_steps_change_nothing": torch.tensor(True)})
+    return out
 
 
 ORACLES = {

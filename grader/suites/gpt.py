@@ -32,8 +32,8 @@ from torch import nn
 from dlkit import shakespeare
 from grader import policy
 from grader.cases import Case, Property, Suite
-from grader.inputs import (ELSEWHERE, device_checked, elsewhere, load_state, load_trained,
-                           on_one_thread, randn, torch_threads, trained_state,
+from grader.inputs import (ELSEWHERE, attempt, device_checked, elsewhere, load_state,
+                           load_trained, on_one_thread, randn, torch_threads, trained_state,
                            value_and_gradients)
 
 suite = Suite("gpt")
@@ -521,18 +521,6 @@ def generate_inputs(g):
     long = torch.randint(3, GPT["vocab_size"], (2, GPT["max_N"] + 2), generator=g)
     return {"state": x["state"], "prompt": x["ids"][:, :5], "long_prompt": long,
             "seed": torch.randint(0, 2**31 - 1, (), generator=g)}
-
-
-def attempt(run, shape):
-    """run(), or -1s of the expected shape if it raised (not for NotImplementedError): a
-    crash on one row (a batch of one, a prompt near max_N) then costs that output only, and
-    the known mistakes that crash there can be named."""
-    try:
-        return run()
-    except NotImplementedError:
-        raise
-    except Exception:  # noqa: BLE001 - judged as wrong values, named when known
-        return torch.full(shape, -1, dtype=torch.long)
 
 
 def greedy_call(m, x, device):
