@@ -1,4 +1,5 @@
 """The grading pipeline: fixture inputs -> sandboxed student code -> judged in the parent."""
+import threading
 import time
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -36,13 +37,28 @@ class Graded:
         return sum(v.max_points for v in self.verdicts)
 
 
+_loaded: dict = {}  # path -> ((inode, size, mtime), cases): a batch reads each file once
+_loading = threading.Lock()
+
+
 def load_fixture(assignment: str, kind: str) -> dict:
     """The {case name: entry} of one fixture file; GradingError (one line) when the file is
-    missing, cannot be read (truncated, not a torch file) or is not this assignment's."""
+    missing, cannot be read (truncated, not a torch file) or is not this assignment's.
+
+    Read once per process while the file is unchanged (callers only read what it holds)."""
     path = paths.fixture_file(assignment, kind)
     rebuild = f"rebuild it with `python -m grader fixtures {assignment}`"
     if not path.is_file():
         raise GradingError(f"missing fixture {paths.shown(path)}: {rebuild}")
+    info = path.stat()
+    version = (info.st_ino, info.st_size, info.st_mtime_ns)
+    with _loading:
+        if _loaded.get(str(path), (None,))[0] != version:
+            _loaded[str(path)] = (version, read_fixture(assignment, path, rebuild))
+        return _loaded[str(path)][1]
+
+
+def read_fixture(assignment: str, path, rebuild: str) -> dict:
     try:
         data = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated, not a zip, not a torch file, ...

@@ -21,9 +21,10 @@ that a part doing nothing passes (weights loaded over what an initialisation dre
 Candidates run with file writes, process starts, sockets, signals and sleeping disabled, on
 copies of the inputs, each under a time limit; a candidate that runs out of time, or takes
 more than SLOW_PROBE on a part's smallest call (it loads data or builds models), is not
-tried again, and is listed. The grader's process machinery (the worker, the sandbox, batch
-grading, the command line) is not a candidate: it starts processes and changes the
-process's own limits and descriptors, and holds no tensor code.
+tried again, and is listed. The grader's process machinery (the worker, the sandbox, its
+zygotes, cgroups and seccomp filter, batch grading, the command line) is not a candidate: it
+starts processes and changes the process's own limits, filter and descriptors, and holds no
+tensor code.
 """
 import builtins
 import contextlib
@@ -52,6 +53,7 @@ from grader import paths
 
 PACKAGES = ("grader", "dlkit")   # what the sandbox binds (grader/isolation.py)
 MACHINERY = {"grader.__main__", "grader.worker", "grader.sandbox", "grader.isolation",
+             "grader.zygote", "grader.seccomp", "grader.cgroups", "grader.selftest",
              "grader.batch", "grader.cluster", "grader.leaks"}  # never candidates (see above)
 TRIAL_SECONDS = 1                # a candidate taking longer is stopped (it is not a leak)
 REFERENCE_SECONDS = 120          # the reference's own run of a case (a backstop)
@@ -509,6 +511,7 @@ class Report:
     leaks: list
     slow: list   # candidates found slow in this check (each then skipped)
     tried: int   # (part, candidate) pairs run on cases
+    probed: int = 0  # (part, candidate) pairs whose arity fits, called on the part's inputs
 
 
 def check(assignment: str, progress=None) -> Report:
@@ -530,6 +533,7 @@ def check(assignment: str, progress=None) -> Report:
                 if replacement is None or not use.cases or label in SLOW:
                     continue
                 setattr(owner, name, replacement)
+                report.probed += 1
                 try:
                     started = time.monotonic()
                     answers = answers_like(replacement, use)

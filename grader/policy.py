@@ -104,6 +104,7 @@ class Source:
         self.assigned: dict[str, list[ast.AST]] = {}  # top-level name -> assigned values
         self.imports: dict[str, set[str]] = {}        # local name -> dotted names
         self.stars: list[str] = []                    # from M import *
+        self.self_values: dict[int, dict] = {}        # id(class) -> {attr: values of self.attr}
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 self.defs.setdefault(node.name, []).append(node)
@@ -122,6 +123,20 @@ class Source:
                     else:
                         self.imports.setdefault(alias.asname or alias.name, set()).add(
                             f"{node.module}.{alias.name}")
+
+    def self_assigned(self, cls: ast.ClassDef) -> dict[str, list[ast.AST]]:
+        """{attr: values assigned to `self.<attr>` anywhere in the class}, walked once."""
+        if id(cls) not in self.self_values:
+            found = {}
+            for node in ast.walk(cls):
+                if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    for target, value in unpacked(targets, node.value):
+                        if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                                and target.value.id == "self"):
+                            found.setdefault(target.attr, []).append(value)
+            self.self_values[id(cls)] = found
+        return self.self_values[id(cls)]
 
     def resolve(self, node, seen=frozenset()) -> set[str]:
         """Dotted names an expression (a name, an attribute chain, getattr(x, "y")) may
@@ -169,7 +184,7 @@ def self_attributes(node) -> set[str]:
             and isinstance(n.value, ast.Name) and n.value.id in ("self", "cls")}
 
 
-def class_members(cls: ast.ClassDef, name: str) -> list[ast.AST]:
+def class_members(cls: ast.ClassDef, name: str, source: "Source") -> list[ast.AST]:
     """What `self.<name>` may be in a class: its method or class attribute of that name,
     and the values assigned to `self.<name>` in any of its methods."""
     found = []
@@ -177,14 +192,7 @@ def class_members(cls: ast.ClassDef, name: str) -> list[ast.AST]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
             found.append(node)
         found += [value for target, value in assignments(node) if target == name]
-    for node in ast.walk(cls):
-        if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            for target, value in unpacked(targets, node.value):
-                if (isinstance(target, ast.Attribute) and target.attr == name
-                        and isinstance(target.value, ast.Name) and target.value.id == "self"):
-                    found.append(value)
-    return found
+    return found + source.self_assigned(cls).get(name, [])
 
 
 def unpacked(targets, value) -> list[tuple[ast.AST, ast.AST]]:
@@ -223,7 +231,7 @@ class Scope:
         self.nodes += cls.bases  # a class that inherits the library's: `(nn.LayerNorm)`
         for base in cls.bases:
             self.reach(base)
-        for member in class_members(cls, name):
+        for member in class_members(cls, name, self.source):
             self.add(member, cls)
 
     def add(self, node, cls: ast.ClassDef | None = None) -> None:
@@ -238,7 +246,7 @@ class Scope:
                 self.reach(inner)
         if cls is not None:
             for attr in self_attributes(node):
-                for member in class_members(cls, attr):
+                for member in class_members(cls, attr, self.source):
                     self.add(member, cls)
 
     def reach(self, node) -> None:

@@ -5,8 +5,7 @@ With --device cuda (the default) it
      hard-coded "cuda" devices (AST; nothing is imported);
   2. starts a probe in a sandboxed worker on each side: CUDA usable inside the namespace
      sandbox (the GPU's device files, the driver's libcuda) and TF32 off (the flags, and the
-     error of a float32 matmul and convolution); the same in container mode once
-     grader/sandbox.py has one (`container_limits`);
+     error of a float32 matmul and convolution); the same in container mode;
   3. grades every assignment's reference and skeleton on the CPU and on CUDA: the unit
      cases, and each training case of the reference on its own (on CUDA the cpu profile,
      except gpt, whose gpu profile needs no data), all in parallel;
@@ -46,7 +45,7 @@ from grader import isolation, paths, sandbox  # noqa: E402
 from grader.cases import Case, Verdict, difference, validate  # noqa: E402
 from grader.grade import (autograder_outputs, grade, grade_outputs,  # noqa: E402
                           inputs_and_expected)
-from grader.sandbox import Limits, run_cases  # noqa: E402
+from grader.sandbox import Limits, run_cases, sandbox_mode  # noqa: E402
 from grader.suites import available, load_suite  # noqa: E402
 from gpu_check_probe import loaded_libcuda  # noqa: E402
 
@@ -345,16 +344,11 @@ def sandbox_rows(device: str, mode: str, report: dict | None, failures: list) ->
 
 
 def container_limits(base: Limits) -> tuple[Limits | None, str]:
-    """HOOK for container mode (Gradescope, Docker: root but no namespaces), which is
-    being added to grader/sandbox.py: the Limits that select it, or None and why not.
-    Adapt the field names here once its API lands."""
-    fields = {f.name for f in dataclasses.fields(Limits)}
-    if "mode" in fields:
-        return replace(base, mode="container"), ""
-    if "container" in fields:
-        return replace(base, container=True), ""
-    return None, ("grader/sandbox.py has no container mode yet (no Limits.mode or "
-                  "Limits.container): skipped")
+    """The Limits that select container mode (Gradescope, Docker: root but no namespaces),
+    or None and why this host cannot run it."""
+    limits = replace(base, mode="container")
+    problem = sandbox_mode(limits).problem
+    return (None, f"container mode unavailable here: {problem}") if problem else (limits, "")
 
 
 def container_rows(context: Context) -> list[Row]:

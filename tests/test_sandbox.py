@@ -34,7 +34,8 @@ needs_sandbox = pytest.mark.skipif(isolation.probe() is not None,
 def assert_valid_report(graded) -> dict:
     """results.json of `graded`, as Gradescope would read it: valid, one line per test."""
     from helpers import assert_gradescope_schema
-    text = json.dumps(report.results(graded.verdicts, graded.seconds, notes=graded.notes))
+    text = json.dumps(report.results(graded.verdicts, graded.seconds,
+                                     notes=graded.host + graded.notes))
     data = json.loads(text)
     assert_gradescope_schema(data)
     assert len(text) < 1_000_000
@@ -80,7 +81,7 @@ def test_insecure_runs_with_limits_only_and_says_so(tmp_path, no_sandbox):
     graded = grade("transformer", folder, training=False, cases=FEW,
                    limits=Limits(insecure=True))
     assert graded.score == graded.max_score
-    assert any("limits only" in note for note in graded.notes)
+    assert any("limits only" in note for note in graded.host)
 
 
 def test_auto_insecure_only_where_nothing_is_secret(tmp_path, no_sandbox, monkeypatch):
@@ -91,7 +92,7 @@ def test_auto_insecure_only_where_nothing_is_secret(tmp_path, no_sandbox, monkey
     monkeypatch.setattr(isolation, "nothing_to_protect", lambda: True)
     graded = grade("transformer", folder, training=False, cases=FEW, limits=auto)
     assert graded.score == graded.max_score
-    (note,) = graded.notes
+    (note,) = graded.host
     assert note.startswith("sandbox unavailable (bubblewrap (bwrap) is not installed; container")
 
 
@@ -542,7 +543,7 @@ def test_without_a_cgroup_the_children_hold_their_memory(tmp_path, no_filter, mo
     graded = grade("transformer", folder, training=False, cases=["positions/sinusoidal"],
                    limits=Limits(memory=512 << 20, case_time=30.0))
     assert graded.verdicts[0].passed, graded.verdicts[0].message
-    assert any(n.startswith("limits: no cgroup") for n in graded.notes)
+    assert any(n.startswith("limits: no cgroup") for n in graded.host)
 
 
 @needs_sandbox
@@ -551,8 +552,8 @@ def test_a_missing_limit_is_named_in_one_line_and_grading_goes_on(tmp_path, no_f
     monkeypatch.setattr(cgroups, "hierarchy", lambda: None)
     graded = grade("transformer", module_with(tmp_path / "sub"), training=False, cases=FEW)
     assert graded.score == graded.max_score
-    assert any(n.startswith("limits: no cgroup (") for n in graded.notes), graded.notes
-    assert "limits: turned off by the test" in graded.notes
+    assert any(n.startswith("limits: no cgroup (") for n in graded.host), graded.host
+    assert "limits: turned off by the test" in graded.host
 
 
 @needs_sandbox
@@ -580,7 +581,7 @@ def test_an_all_hang_submission_ends_within_its_budget(tmp_path):
     folder.mkdir()
     (folder / "transformer.py").write_text(ALL_HANG)
     limits = Limits(case_time=5.0)
-    cases = batch.load_suite("transformer").select(None, True)
+    cases = load_suite("transformer").select(None, True)
     started = time.monotonic()
     graded = grade("transformer", folder, limits=limits)
     assert time.monotonic() - started < submission_budget(cases, limits)
@@ -811,7 +812,7 @@ def test_with_docker_capabilities_gradescope_grades_in_container_mode(tmp_path):
     run = run_autograder(root, prefix=["setpriv", f"--bounding-set={DOCKER_CAPS}", "--"])
     assert run.returncode == 0, run.stderr[-2000:]
     data = json.loads((root / "results" / "results.json").read_text())
-    max_score = sum(c.points for c in batch.load_suite("transformer").select(None, False))
+    max_score = sum(c.points for c in load_suite("transformer").select(None, False))
     assert data["score"] == max_score, data["tests"]
     assert "sandbox: container mode (bubblewrap failed" in data["output"]
 
