@@ -149,9 +149,10 @@ class PlainSGD:
 ELSEWHERE = torch.device("meta")  # a device other than the CPU that every machine has
 DEVICE_MISTAKE = "made a tensor on the CPU while its inputs are on another device"
 # What meta tensors cannot do (they hold no values): a step that reads values (`.item()`,
-# `bool(t)`, `.tolist()`, `nonzero`) ends the check there, with nothing found before it.
+# `bool(t)`, `.tolist()`, `nonzero`, `masked_select`) ends the check there, with nothing
+# found before it.
 NO_VALUES = ("cannot be called on meta tensors", "Cannot copy out of meta tensor",
-             "data-dependent", "raises unimplemented", "no data")
+             "data-dependent", "raises unimplemented", "no data", "with Meta tensors")
 
 
 class WrongDevice(RuntimeError):
@@ -186,23 +187,21 @@ def elsewhere(value):
     return value
 
 
-def device_checked(run) -> dict:
-    """{"devices_checked": True} once run() (building modules and inputs on ELSEWHERE and
-    calling the student's code on them) ran without mixing devices and returned only tensors
-    on ELSEWHERE; WrongDevice otherwise. A step that needs values ends the check early."""
-    try:
-        with DeviceWatch():
-            outputs = run()
-    except NotImplementedError as exc:
-        if not any(text in str(exc) for text in NO_VALUES):
-            raise  # the skeleton's "not implemented yet"
+def device_checked(*runs) -> dict:
+    """{"devices_checked": True} once each of `runs` (each builds modules and inputs on
+    ELSEWHERE and calls the student's code on them) ran without mixing devices and returned
+    only tensors on ELSEWHERE; WrongDevice otherwise. A step that needs values (or an
+    operation the meta device does not have) ends that run's check early, not the others'."""
+    for run in runs:
         outputs = None
-    except RuntimeError as exc:
-        if isinstance(exc, WrongDevice) or not any(text in str(exc) for text in NO_VALUES):
-            raise
-        outputs = None
-    for where, tensor in input_tensors(outputs, "output"):
-        if tensor.device != ELSEWHERE and tensor.dim() > 0:
-            raise WrongDevice(f"{DEVICE_MISTAKE}: it returned {where} on {tensor.device.type}; "
-                              f"outputs stay on the inputs' device")
+        try:
+            with DeviceWatch():
+                outputs = run()
+        except (NotImplementedError, RuntimeError) as exc:
+            if isinstance(exc, WrongDevice) or not any(text in str(exc) for text in NO_VALUES):
+                raise  # a device mistake, the skeleton's "not implemented yet", a real error
+        for where, tensor in input_tensors(outputs, "output"):
+            if tensor.device != ELSEWHERE and tensor.dim() > 0:
+                raise WrongDevice(f"{DEVICE_MISTAKE}: it returned {where} on "
+                                  f"{tensor.device.type}; outputs stay on the inputs' device")
     return {"devices_checked": torch.tensor(True)}
