@@ -80,7 +80,9 @@ class Case:
     cpu_time: training cases (and cases that train inside): the CPU seconds the case may use
         in the sandbox. Such cases run on one torch thread for a fixed number of steps, so
         their CPU time does not depend on the machine's load while their wall time does:
-        this limit, not `time_limit`, is the one that ends a runaway training loop.
+        this limit, not `time_limit`, is the one that ends a runaway training loop. It applies
+        on the CPU only: graded on a GPU, the process spins on a core while it waits for the
+        device (and the gpu profiles do other work), so `time_limit` alone applies there.
     """
     name: str
     points: float
