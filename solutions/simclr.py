@@ -26,6 +26,7 @@ Conventions used everywhere in this file:
   k + N are the two views of image k (a *positive pair*).
 - Vectors are rows: (N, D). Cosine similarity is u.v / (|u| |v|).
 - Nothing calls `.cuda()`: new tensors are made on the device of the inputs.
+- Inputs are left as they were: normalise into a new tensor (`out / norm`), never in place.
 
 Run `make grade A=simclr` to score this file; `notebooks/simclr.ipynb` walks through it.
 """
@@ -131,7 +132,8 @@ def simclr_loss_naive(out_left: torch.Tensor, out_right: torch.Tensor, tau: floa
 
     where k runs over all 2N vectors except i itself (the positive j is included). The loss
     is L = 1 / (2N) * sum_{k=0}^{N-1} [ l(k, k + N) + l(k + N, k) ]. Use `sim`.
-    Returns a 0-dim tensor.
+    Returns a 0-dim tensor whose gradient (autograd's) is that of this formula: every term,
+    the denominators included, stays in the graph.
     """
     N = out_left.shape[0]
     out = torch.cat([out_left, out_right], dim=0)  # (2N, D)
@@ -194,7 +196,8 @@ def simclr_loss_vectorized(out_left: torch.Tensor, out_right: torch.Tensor, tau:
     checks that changing the diagonal changes nothing). The numerators come from
     `sim_positive_pairs`, once for the left rows and once for the right rows.
     device: where new tensors (the mask) go; None means the inputs' device.
-    Returns a 0-dim tensor.
+    Returns a 0-dim tensor, differentiable like `simclr_loss_naive` (its gradient is the
+    formula's: it trains the model).
     """
     device = out_left.device if device is None else device
     N = out_left.shape[0]
@@ -317,6 +320,13 @@ def train(model, data_loader, train_optimizer, epoch: int, epochs: int, batch_si
     For each batch (x_i, x_j, _) of the loader: run the model on both views, compute
     `simclr_loss_vectorized` on the two projections z (the model's second output) with
     `temperature`, and take one optimiser step (clear old gradients first).
+    Either way of running the model is accepted: one pass per view (the source's code) or
+    one pass over the 2N views stacked (SimCLR's own code), split back into the two halves.
+    They differ only through BatchNorm's batch statistics in training mode (N or 2N images):
+    the graded epoch uses a model without BatchNorm, and the pretraining reaches its
+    threshold either way.
+    batch_size: not used (the loader makes the batches, and its last one may be smaller; kept
+    from the source's signature); the mean loss weights each batch by its number of images.
     device: where the batches go; None means the model's device.
     """
     model.train()

@@ -43,6 +43,21 @@ EQUIVALENTS = {
           "    total_loss = torch.stack(losses).mean()\n"),
          ("    for k in range(N):\n        for i, j in ((k, k + N), (k + N, k)):",
           "    losses = []\n    for k in range(N):\n        for i, j in ((k, k + N), (k + N, k)):")]),
+    "naive_float32_accumulator": (
+        "the naive loss's denominators accumulated in float32 (a float32 intermediate)",
+        [("                    denominator = denominator + torch.exp(sim(out[i], out[m]) / tau)\n",
+          "                    denominator = denominator + torch.exp(sim(out[i], out[m]) / tau).float()\n")]),
+    "positives_float32_norms": (
+        "the positive pairs' norms computed in float32 (a float32 intermediate)",
+        [("    denominator = out_left.norm(dim=1, keepdim=True) * out_right.norm(dim=1, keepdim=True)\n",
+          "    denominator = (out_left.float().norm(dim=1, keepdim=True)\n"
+          "                   * out_right.float().norm(dim=1, keepdim=True))\n")]),
+    "train_one_pass_of_2n": (
+        "one pass of the model over the 2N stacked views, split back into the two halves "
+        "(SimCLR's own code)",
+        [("        _, out_left = model(x_i)\n        _, out_right = model(x_j)\n",
+          "        _, out = model(torch.cat([x_i, x_j]))\n"
+          "        out_left, out_right = out.chunk(2)\n")]),
     "positives_normalize_first": (
         "sim_positive_pairs normalises the rows first (F.normalize), then an einsum",
         [("    numerator = (out_left * out_right).sum(dim=1, keepdim=True)\n"

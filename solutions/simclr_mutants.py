@@ -26,6 +26,43 @@ MUTANTS = {
     "naive_skips_positive": (
         "the naive loss's denominator leaves out the positive j instead of z_i itself",
         [("                if m != i:", "                if m != j:")]),
+    "naive_leaves_out_positive": (
+        "the naive loss's denominator leaves out the positive pair: it sums over every k != i, "
+        "the positive included (with N = 1 the positive is its only term, and without it the "
+        "loss is NaN or Inf)",
+        [("                if m != i:", "                if m != i and m != j:")]),
+    "sim_matrix_normalizes_in_place": (
+        "changes its input in place",
+        [("    normed = out / out.norm(dim=1, keepdim=True)\n    sim_matrix = normed @ normed.T\n",
+          "    out /= out.norm(dim=1, keepdim=True)\n    sim_matrix = out @ out.T\n")]),
+    "naive_denominator_detached": (
+        "the naive loss's denominators are Python numbers (.item()): the value is right, but no "
+        "gradient flows through them, so training only pulls the positives together",
+        [("                    denominator = denominator + torch.exp(sim(out[i], out[m]) / tau)\n",
+          "                    denominator = denominator + torch.exp(sim(out[i], out[m]) / tau).item()\n")]),
+    "vectorized_denominator_detached": (
+        "the vectorized loss's denominators are detached: the value is right, but no gradient "
+        "flows through them, so training only pulls the positives together",
+        [("denom = exponential.masked_select(off_diagonal).view(2 * N, 2 * N - 1).sum(dim=1,\n"
+          "                                                                            "
+          "keepdim=True)",
+          "denom = exponential.masked_select(off_diagonal).view(2 * N, 2 * N - 1).sum(dim=1,\n"
+          "                                                                            "
+          "keepdim=True).detach()")]),
+    "vectorized_skips_positive": (
+        "the vectorized loss's denominator leaves out the positive pair (it is one of the "
+        "k != i terms)",
+        [("loss = -torch.log(numerator / denom).mean()",
+          "loss = -torch.log(numerator / (denom - numerator)).mean()")]),
+    "vectorized_mask_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("off_diagonal = ~torch.eye(2 * N, dtype=torch.bool, device=device)",
+          "off_diagonal = ~torch.eye(2 * N, dtype=torch.bool)")]),
+    "knn_votes_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("    scores = torch.zeros(features.shape[0], classes, dtype=weights.dtype,\n"
+          "                         device=features.device)\n",
+          "    scores = torch.zeros(features.shape[0], classes, dtype=weights.dtype)\n")]),
     "naive_mean_over_n": (
         "the naive loss is divided by N instead of 2N",
         [("total_loss = total_loss / (2 * N)", "total_loss = total_loss / N")]),

@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from grader.suites.simclr import TAUS
+from grader.suites.simclr import TAUS, loss_gradients
 
 
 def cosine_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -50,6 +50,7 @@ def loss_expected(x):
     out = {name: nt_xent(x["left"], x["right"], tau) for name, tau in TAUS.items()}
     out["one_and_two_pairs"] = torch.stack([nt_xent(x["one_left"], x["one_right"], 0.5),
                                             nt_xent(x["two_left"], x["two_right"], 0.5)])
+    out["gradients"] = loss_gradients(nt_xent, x)  # autograd's, through the formula
     return out
 
 
@@ -61,7 +62,8 @@ def positives_expected(x):
 
 def matrix_expected(x):
     return {"matrix": similarity_matrix(torch.cat([x["left"], x["right"]])),
-            "one_pair": similarity_matrix(torch.cat([x["one_left"], x["one_right"]]))}
+            "one_pair": similarity_matrix(torch.cat([x["one_left"], x["one_right"]])),
+            "input_itself": similarity_matrix(x["left"])}
 
 
 def vectorized_expected(x):
