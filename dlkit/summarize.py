@@ -328,7 +328,7 @@ def teacher_forced_loss(module, model, documents: list[list[int]], summaries: li
     return total / count
 
 
-def train_xsum(module, xsum_folder, t5_folder, indices_file=None, *, device="cuda",
+def train_xsum(module, xsum_folder, t5_folder, indices_file=None, *, device=None,
                model_config: dict | None = None, training: dict | None = None,
                limit: int | None = None, progress=None) -> dict:
     """The source's run: `module`'s Transformer and train_summarizer on the XSum subset.
@@ -336,8 +336,10 @@ def train_xsum(module, xsum_folder, t5_folder, indices_file=None, *, device="cud
     xsum_folder: `DatasetDict.save_to_disk` of XSum; t5_folder: t5-small's tokenizer files;
     indices_file: the subset (see `load_subset_indices`; None keeps every row). limit: keep
     only the first `limit` rows of each split (for a quick look). progress(step, total, loss)
-    is called every step. Returns {"model", "losses", "validation_losses" (one per epoch),
-    "steps_per_epoch"}."""
+    is called every step. device: None picks CUDA when it is available, else the CPU.
+    Returns {"model", "losses", "validation_losses" (one per epoch), "steps_per_epoch"}."""
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     config = dict(XSUM_MODEL, **(model_config or {}))
     setting = dict(XSUM_TRAINING, **(training or {}))
     indices = load_subset_indices(indices_file) if indices_file is not None else None

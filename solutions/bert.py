@@ -131,8 +131,9 @@ class TransformerBlock(nn.Module):
     forward((x (B, T, E), mask)) -> (out (B, T, E), mask), in this order:
     h = LayerNorm(x + Dropout(MHA(x, mask))); out = LayerNorm(h + FFN(h)), where the FFN is
     `nn.Sequential(Linear(E, E), GELU(), Linear(E, E), Dropout(layer_drop_rate))` (the
-    source's width: no expansion). Attribute names: `attention`, `dropout`, `norm1`, `ffn`,
-    `norm2`.
+    source's width: no expansion). Attribute names: `attention` (its attention dropout at
+    `attn_drop_rate`), `dropout = nn.Dropout(layer_drop_rate)` (on the attention's output
+    only: the FFN's own Dropout is its last layer, applied once), `norm1`, `ffn`, `norm2`.
 
     Off limits here (library shortcuts that would do this part's work; using one costs its
     cases): `torch.nn.TransformerEncoderLayer`, `torch.nn.TransformerDecoderLayer`,
@@ -245,7 +246,11 @@ def mask_inputs(text, mask_token: int, vocab_size: int, mask_rate: float = 0.15,
       2. `kind = torch.rand(...)`: a selected token becomes `mask_token` where kind < 0.8,
          a random token where 0.8 <= kind < 0.9, and stays itself otherwise;
       3. `random_tokens = torch.randint(0, vocab_size, ...)`.
-    only_mask=True: every selected token becomes `mask_token` (the same draws are made).
+    Every draw is made on the generator's device (the CPU when `generator` is None: the
+    global CPU generator) and moved to text's device, so text on a GPU with a CPU generator
+    gets the draws a CPU run gets.
+    only_mask=True: every selected token becomes `mask_token`; the same three draws are made
+    (the generator ends in the same state either way).
     labels: the original id where selected, IGNORE_INDEX (-100) everywhere else.
     The input is not modified.
 
@@ -256,12 +261,13 @@ def mask_inputs(text, mask_token: int, vocab_size: int, mask_rate: float = 0.15,
     # HINT: the draws and their order are fixed by the docstring (two uniform tensors of the
     #       text's shape, then random ids); decide every token's fate from them at once, without
     #       loops.
-    select = torch.rand(text.shape, generator=generator, device=text.device) < mask_rate
+    draw_on = torch.device("cpu") if generator is None else generator.device
+    select = torch.rand(text.shape, generator=generator, device=draw_on).to(text.device) < mask_rate
     if pad_id is not None:
         select &= text != pad_id
-    kind = torch.rand(text.shape, generator=generator, device=text.device)
+    kind = torch.rand(text.shape, generator=generator, device=draw_on).to(text.device)
     random_tokens = torch.randint(0, vocab_size, text.shape, generator=generator,
-                                  device=text.device)
+                                  device=draw_on).to(text.device)
     if only_mask:
         kind = torch.zeros_like(kind)
     masked_text = torch.where(select & (kind < 0.8), torch.full_like(text, mask_token), text)
@@ -276,7 +282,8 @@ def pretraining_step(model, optimizer, text, mask_token: int, vocab_size: int,
     """One masked-LM step; returns the loss as a Python float.
 
     `mask_inputs(text, ...)` with the given arguments; the model sees the masked text and
-    the padding mask (text == pad_id, or None without padding); the loss is
+    the padding mask of the ORIGINAL text (text == pad_id, or None without padding: a
+    random replacement that happens to be pad_id is not padding); the loss is
     `F.cross_entropy` of logits (B * T, vocab_size) against the labels flattened (-100 is
     ignored); then clear the gradients, backward, optimizer step.
     """
@@ -417,12 +424,15 @@ def epoch_time(start_time: float, end_time: float):
 def predict_sentiment(model, tokenizer, sentence: str, max_input_length: int = 512) -> float:
     """P(label 1) for one sentence: `tokenizer.tokenize(sentence)`, keep the first
     max_input_length - 2 tokens, ids [cls_token_id] + convert_tokens_to_ids(tokens) +
-    [sep_token_id], a batch of one on the model's device, sigmoid of the logit (eval mode)."""
+    [sep_token_id], a batch of one on the model's device, sigmoid of the logit (eval mode).
+    `prediction` is that probability as a (1, 1) tensor; the last line returns it as a Python
+    float (`prediction.item()`)."""
     model.eval()
     device = next(model.parameters()).device
     # BEGIN SOLUTION
     # HINT: tokenize, leave room for the two special tokens, put the ids between CLS and SEP as
-    #       a batch of one (1, T), and return the positive class's probability as a float.
+    #       a batch of one (1, T), and set `prediction` to the sigmoid of the model's logit
+    #       (1, 1): the return line below turns it into a float.
     tokens = tokenizer.tokenize(sentence)[: max_input_length - 2]
     ids = ([tokenizer.cls_token_id] + tokenizer.convert_tokens_to_ids(tokens)
            + [tokenizer.sep_token_id])

@@ -10,6 +10,11 @@ EQUIVALENTS = {
         [("logits = q @ k.transpose(-2, -1) / math.sqrt(d_k)",
           'logits = torch.einsum("bhtd,bhsd->bhts", q * d_k ** -0.5, k)'),
          ("values = attention @ v", 'values = torch.einsum("bhts,bhsd->bhtd", attention, v)')]),
+    "float32_scale": (
+        "the scale as a float32 tensor, torch.sqrt(torch.tensor(d, dtype=torch.float32)): a "
+        "float32 constant in a float64 computation",
+        [("logits = q @ k.transpose(-2, -1) / math.sqrt(d_k)",
+          "logits = q @ k.transpose(-2, -1) / torch.sqrt(torch.tensor(d_k, dtype=torch.float32))")]),
     "additive_large_negative_mask": (
         "a large negative number added to hidden keys' logits instead of masked_fill(-inf)",
         [('logits = logits.masked_fill(hidden, float("-inf"))',

@@ -28,21 +28,67 @@ MUTANTS = {
     "split_by_position": (
         "the 80/10/10 split follows the order of the selected tokens instead of a random "
         "choice per token",
-        [("    kind = torch.rand(text.shape, generator=generator, device=text.device)\n",
-          "    torch.rand(text.shape, generator=generator, device=text.device)\n"
+        [("    kind = torch.rand(text.shape, generator=generator, device=draw_on).to(text.device)\n",
+          "    torch.rand(text.shape, generator=generator, device=draw_on)\n"
           "    rank = (select.flatten().cumsum(0) - 1).view(text.shape)\n"
           "    kind = rank / select.sum().clamp(min=1)\n")]),
     "random_tokens_from_batch": (
         "random replacements are drawn from the tokens of the batch instead of the whole "
         "vocabulary",
         [("    random_tokens = torch.randint(0, vocab_size, text.shape, generator=generator,\n"
-          "                                  device=text.device)\n",
+          "                                  device=draw_on).to(text.device)\n",
           "    pool = text.unique()\n"
           "    random_tokens = pool[torch.randint(0, len(pool), text.shape, generator=generator,\n"
-          "                                       device=text.device)]\n")]),
+          "                                       device=draw_on).to(text.device)]\n")]),
     "only_mask_ignored": (
         "only_mask=True is ignored: random and unchanged replacements still happen",
         [("    if only_mask:\n        kind = torch.zeros_like(kind)\n", "")]),
+    "only_mask_skips_draws": (
+        "only_mask=True returns before the last two draws (the generator must end in the same "
+        "state either way)",
+        [("        select &= text != pad_id\n",
+          "        select &= text != pad_id\n"
+          "    if only_mask:\n"
+          "        return (torch.where(select, torch.full_like(text, mask_token), text),\n"
+          "                torch.where(select, text, torch.full_like(text, IGNORE_INDEX)))\n")]),
+    "draws_on_text_device": (
+        "mask_inputs draws on text's device, not the generator's (text on a GPU with a CPU "
+        "generator gets other draws than a CPU run)",
+        [('    draw_on = torch.device("cpu") if generator is None else generator.device\n',
+          "    draw_on = text.device\n")]),
+    "padding_from_masked_text": (
+        "pretraining_step builds the padding mask from the masked text: a real token replaced "
+        "by a random id equal to pad_id is hidden as padding",
+        [("pad_mask = None if pad_id is None else text == pad_id",
+          "pad_mask = None if pad_id is None else masked_text == pad_id")]),
+    "ffn_dropout_twice": (
+        "the block applies its `dropout` to the FFN's output as well: the FFN's dropout is "
+        "applied twice",
+        [("out = self.norm2(h + self.ffn(h))", "out = self.norm2(h + self.dropout(self.ffn(h)))")]),
+    "dropout_after_layer_norm": (
+        "the block's dropout is applied after norm1 instead of on the attention's output",
+        [("h = self.norm1(x + self.dropout(self.attention(x, mask)))",
+          "h = self.dropout(self.norm1(x + self.attention(x, mask)))")]),
+    "block_dropout_at_attention_rate": (
+        "the block's `dropout` uses attn_drop_rate instead of layer_drop_rate",
+        [("self.dropout = nn.Dropout(layer_drop_rate)", "self.dropout = nn.Dropout(attn_drop_rate)")]),
+    "no_attention_dropout_in_training": (
+        "the multi-head layer never drops attention weights, in training mode too",
+        [("drop = self.attn_drop_rate if self.training else 0.0", "drop = 0.0")]),
+    "predict_returns_logit": (
+        "predict_sentiment returns the logit, not its sigmoid (the probability)",
+        [("prediction = torch.sigmoid(model(tensor))", "prediction = model(tensor)")]),
+    "positions_dropout_at_attention_rate": (
+        "BertModel's positional encoding drops out at attn_drop_rate instead of layer_drop_rate",
+        [("self.pos_encoding = PositionalEncoding(embed_dim, layer_drop_rate)",
+          "self.pos_encoding = PositionalEncoding(embed_dim, attn_drop_rate)")]),
+    "classifier_without_dropout": (
+        "BERTGRUSentiment never applies its dropout before `out`",
+        [("logits = self.out(self.dropout(hidden))", "logits = self.out(hidden)")]),
+    "loss_not_a_float": (
+        "pretraining_step returns the loss tensor, not a Python float",
+        [("    optimizer.step()\n    # END SOLUTION\n    return loss.item()",
+          "    optimizer.step()\n    # END SOLUTION\n    return loss.detach()")]),
     "padding_labelled": (
         "padding tokens can be selected, so they get labels (and [MASK]) too",
         [("    if pad_id is not None:\n        select &= text != pad_id\n", "")]),

@@ -71,6 +71,7 @@ def mha_expected(x):
     return {"masked": mha_formula(s, x["x"], h, x["mask"]), "no_mask": mha_formula(s, x["x"], h),
             "batch_of_one": mha_formula(s, x["one"], h),
             "eval_without_dropout": mha_formula(s, x["x"], h, x["mask"]),
+            "train_rate_1": s["o_proj.bias"].expand_as(x["x"]).clone(),
             "source_shape": torch.tensor([3, 2, 16])}
 
 

@@ -52,10 +52,7 @@ from gpu_check_probe import loaded_libcuda  # noqa: E402
 SCAN_FOLDERS = ("solutions", "assignments", "dlkit", "grader")
 # Hard-coded devices the scan reports without failing, each with why it stays for now.
 # An entry that matches nothing any more fails the check, so the list cannot go stale.
-KNOWN_FINDINGS = {
-    ("dlkit/summarize.py", "train_xsum"):
-        "the source's XSum run (not a graded profile) defaults to device='cuda'",
-}
+KNOWN_FINDINGS: dict = {}
 # The dry run: two unit cases of these assignments (of any named with --assignments), and
 # one training case that trains in seconds.
 DRY_RUN = ("attention", "clip_dino")
