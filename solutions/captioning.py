@@ -181,7 +181,8 @@ class WordEmbedding(nn.Module):
         self.W_embed = nn.Parameter(torch.randn(vocab_size, embed_size) / math.sqrt(vocab_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D).
+        """x: integer ids of any shape, e.g. (N, T) -> vectors of shape (N, T, D), or (N,)
+        -> (N, D) (as `sample` feeds them, one word per caption).
 
         Off limits here (library shortcuts that would do this part's work; using one costs
         its cases): `torch.nn.functional.embedding`, `torch.nn.Embedding`,
@@ -208,7 +209,8 @@ def temporal_softmax_loss(x: torch.Tensor, y: torch.Tensor,
             default, -100, which no real token id equals).
     Returns:
         A scalar: the loss summed over time steps and averaged over the N captions
-        (not over the tokens).
+        (not over the tokens), a tensor of the graph (its gradient with respect to x is
+        graded).
     """
     # BEGIN SOLUTION
     # HINT: the cross-entropy of every kept time step against its target, summed over all of
@@ -272,7 +274,9 @@ class CaptioningRNN(nn.Module):
 
         images: (N, 3, H, W), uint8 or float in [0, 1]. captions: (N, T + 1) token ids.
         The model reads captions[:, :-1] and must predict captions[:, 1:]: the word at t+1
-        from the words up to t. Returns the scalar `temporal_softmax_loss` (ignore_index).
+        from the words up to t. Returns the scalar `temporal_softmax_loss` (ignore_index), a
+        tensor of the graph: its gradient reaches every parameter, image_encoder's included
+        (the whole model trains; the grader compares these gradients with autograd's).
         """
         # BEGIN SOLUTION
         # HINT: image features give the initial state (averaged over the grid for rnn and lstm)

@@ -50,6 +50,15 @@ EQUIVALENTS = {
           """        H = prev_h.shape[1]
         i, f, o, g = (x @ self.Wx[:, k * H:(k + 1) * H] + prev_h @ self.Wh[:, k * H:(k + 1) * H]
                       + self.b[k * H:(k + 1) * H] for k in range(4))""")]),
+    "attention_float32_scale": (
+        "the scale as a float32 tensor, torch.sqrt(torch.tensor(H, dtype=torch.float32)): a "
+        "float32 constant in a float64 computation",
+        [("[:, 0] / math.sqrt(H)  # (N, 16)",
+          "[:, 0] / torch.sqrt(torch.tensor(H, dtype=torch.float32))  # (N, 16)")]),
+    "attention_scale_from_int_tensor": (
+        "the scores multiplied by torch.tensor(H) ** -0.5: a float32 tensor made from an "
+        "integer one",
+        [("[:, 0] / math.sqrt(H)  # (N, 16)", "[:, 0] * torch.tensor(H) ** -0.5  # (N, 16)")]),
     "attention_einsum_scaled_query": (
         "attention with einsum, the query divided by sqrt(H) before the product, and the "
         "softmax written out (exp of the scores minus their max, over their sum)",

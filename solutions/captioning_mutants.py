@@ -5,6 +5,36 @@ Each text must occur exactly once in solutions/captioning.py. Fixtures store the
 of every mistake so the grader can name it; tests grade each one and expect lost points.
 """
 MUTANTS = {
+    "rnn_backward_adds_into_dh": (
+        "changes its input in place",
+        [("""        dx_t, dprev, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev, cache[t])""",
+          """        dh[:, t] += dprev
+        dx_t, dprev, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t], cache[t])""")]),
+    "embedding_assumes_two_dims": (
+        "WordEmbedding flattened the ids as if they were (N, T): ids of any shape give "
+        "vectors of that shape plus D ((N,) gives (N, D))",
+        [("out = self.W_embed[x]",
+          "out = self.W_embed[x.reshape(-1)].reshape(x.shape[0], x.shape[-1], -1)")]),
+    "loss_cut_from_graph": (
+        "temporal_softmax_loss computed on x.detach(): the value is right but no gradient "
+        "reaches the scores, so nothing trains; keep the loss a tensor of the graph",
+        [("loss = F.cross_entropy(x.reshape(-1, x.shape[-1]), y.reshape(-1),",
+          "loss = F.cross_entropy(x.detach().reshape(-1, x.shape[-1]), y.reshape(-1),")]),
+    "forward_detaches_features": (
+        "CaptioningRNN.forward detached the image features: the loss's gradient must reach "
+        "every parameter, image_encoder's included (the whole model trains)",
+        [("""        features = self.image_encoder(images)                            # (N, C, 4, 4)
+        words = self.word_embedding(captions_in)""",
+          """        features = self.image_encoder(images).detach()                   # (N, C, 4, 4)
+        words = self.word_embedding(captions_in)""")]),
+    "lstm_cell_zeros_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("h, c = h0, torch.zeros_like(h0)", "h, c = h0, torch.zeros(h0.shape)")]),
+    "sample_captions_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("captions = torch.full((N, max_length), self._null, dtype=torch.long, "
+          "device=images.device)",
+          "captions = torch.full((N, max_length), self._null, dtype=torch.long)")]),
     "no_tanh_derivative": (
         "rnn_step_backward forgot the tanh derivative: multiply dnext_h by (1 - next_h**2)",
         [("da = dnext_h * (1 - next_h ** 2)", "da = dnext_h")]),

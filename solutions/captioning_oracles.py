@@ -85,7 +85,10 @@ def loss_expected(x):
     def loss(scores, y, ignore):
         return F.cross_entropy(scores.reshape(-1, scores.shape[-1]), y.reshape(-1),
                                ignore_index=ignore, reduction="sum") / scores.shape[0]
+    scores = x["x"].clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(loss(scores, x["y"], 0), scores)  # autograd of the formula
     return {"ignore_null": loss(x["x"], x["y"], 0), "ignore_none": loss(x["x"], x["y"], -100),
+            "gradient": gradient,
             "ignore_3": loss(x["x"], x["y"], 3),
             "near_uniform": loss(x["small_x"], x["small_y"], 0),
             "single": loss(x["single_x"], x["single_y"], 0)}
@@ -191,7 +194,8 @@ ORACLES = {
     "rnn/backward_vs_autograd": lambda x: autograd_grads(rnn_sequence, x["args"], x["upstream"]),
     "rnn/module": rnn_module_expected,
     "embedding/lookup": lambda x: {"source": source("word_embedding"),
-                                   "random": x["random"][1][x["random"][0]]},
+                                   **{key: x[key][1][x[key][0]]  # rows of the table
+                                      for key in ("random", "one_per_caption", "three_dims")}},
     "loss/temporal_softmax": loss_expected,
     **{f"model/sample_{cell}": sample_expected for cell in ("rnn", "lstm", "attn")},
     "lstm/step_forward": lambda x: lstm_step_expected(x, "lstm_step"),

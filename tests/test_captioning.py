@@ -351,7 +351,10 @@ def test_model_forward_cases_use_other_ignore_indices_and_a_batch_of_one(ref):
     case = S.suite["model/forward_rnn"]
     inputs = case.inputs(torch.Generator().manual_seed(4))
     out = case.call(ref, inputs, torch.device("cpu"))
-    assert set(out) == {"linspace", "random", "single", "ignore_word", "ignore_none"}
+    assert set(out) == {"linspace", "random", "single", "ignore_word", "ignore_none",
+                        "gradients"}
+    assert set(out["gradients"]) == set(S.model_shapes("rnn", **S.SMALL))  # every parameter
+    assert all(g.abs().sum() > 0 for g in out["gradients"].values())  # the encoder's too
     assert inputs["captions"].eq(S.OTHER_IGNORE).any() and inputs["captions"].eq(S.NULL).any()
     assert len({round(out[k].item(), 9) for k in ("random", "ignore_word", "ignore_none")}) == 3
 
