@@ -115,7 +115,8 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     Args:
         q: (n, tgt_len, d_head); k, v: (n, src_len, d_head); n is batch * heads.
         key_padding_mask: (n, src_len), 1 (True) where the key is PAD and gets weight 0.
-            bool, uint8 or int. None means no padding.
+            bool, uint8 or int, on any device (it is moved to q's device). None means no
+            padding.
         causal: if True, query i attends to keys j <= i only.
     Returns:
         (n, tgt_len, d_head), in the dtype of `v`. The softmax runs in at least float32:
@@ -234,7 +235,9 @@ class TransformerLayer(nn.Module):
 
     Each sublayer is wrapped as x = LN(x + Dropout(sublayer(x))): self-attention, then
     (decoder only) cross-attention to the encoder output, then the feed-forward block.
-    The decoder's self-attention is causal. Dropout is applied to sublayer outputs only.
+    The decoder's self-attention is causal. Dropout (rate p_drop, in training mode only) is
+    applied to each sublayer's output before it is added: nowhere else (not after the
+    LayerNorm, not to the attention weights or the embeddings).
     """
 
     def __init__(self, is_decoder: bool, d_model: int, n_heads: int, d_ffn: int, p_drop: float):
@@ -365,7 +368,8 @@ def greedy_decode(model: Transformer, input_ids: torch.Tensor, max_new_tokens: i
     """Generate with argmax, one token at a time, starting from EOS.
 
     Returns the generated ids (B, max_new_tokens), without the starting EOS. A row that has
-    produced EOS keeps producing PAD afterwards.
+    produced EOS keeps producing PAD afterwards. Puts the model in eval mode first
+    (`model.eval()`: no dropout while decoding) and leaves it there.
     """
     # TODO: encode once; grow the output from EOS, each step adding the most likely token after
     #       the last position; PAD after a row's EOS.
@@ -416,7 +420,8 @@ def greedy_summarize(model: Transformer, input_ids: torch.Tensor,
 
     Returns the generated ids (B, t) without the starting EOS, where t <= max_new_tokens is
     the step at which the last row produced EOS (max_new_tokens if some row never does).
-    A row that has produced EOS continues with PAD.
+    A row that has produced EOS continues with PAD. Like `greedy_decode`, puts the model in
+    eval mode first and leaves it there.
     """
     # TODO: greedy_decode's loop, plus a break once every row is finished.
     raise NotImplementedError("greedy_summarize: not implemented yet")
@@ -432,9 +437,11 @@ def train_summarizer(model: Transformer, documents: list[list[int]],
     torch.Generator().manual_seed(seed))`, builds them with `collate_summaries`, runs
     `model.decode(decoder_input_ids, *model.encode(input_ids))` and takes one AdamW step
     (weight decay 0.01, gradients clipped to norm 1) on `masked_token_loss`, with the
-    learning rate `lr * dlkit.train.warmup_cosine(step, steps, warmup)`. on_step(step,
-    steps, loss) is called after each step (the grader reports progress with it). Leaves the
-    model in eval mode.
+    learning rate `lr * dlkit.train.warmup_cosine(step, steps, warmup)` (step counting from
+    0). on_step(step, steps, loss) is called after each step with the number of steps done so
+    far (1 after the first step, `steps` after the last) and that step's loss as a float (the
+    grader reports progress with it). The returned losses are the same floats, one per step.
+    Leaves the model in eval mode.
     """
     # TODO: dlkit.train.train_seq2seq is the same loop for fixed-size batches: adapt it.
     raise NotImplementedError("train_summarizer: not implemented yet")

@@ -215,4 +215,42 @@ EQUIVALENTS = {
         done = done | (token == model.eos_id)
         out = torch.cat([out, token.unsqueeze(1)], dim=1)
 """)]),
+    "attention_float32_scale": (
+        "the scale as a float32 tensor, 1 / torch.sqrt(torch.tensor(d_head, dtype=torch.float32)): "
+        "a float32 constant in a float64 computation",
+        [("scale = 1.0 / math.sqrt(q.shape[-1])",
+          "scale = 1.0 / torch.sqrt(torch.tensor(q.shape[-1], dtype=torch.float32))")]),
+    "no_loop_float32_scale": (
+        "the no-loop scores divided by a float32 tensor, torch.tensor(M).float().sqrt()",
+        [("scores = torch.bmm(query, key.transpose(1, 2)) / math.sqrt(query.shape[-1])",
+          "scores = torch.bmm(query, key.transpose(1, 2)) / torch.tensor(query.shape[-1]).float().sqrt()")]),
+    "loops_float32_scale": (
+        "the loops' scores divided by a float32 constant tensor made once",
+        [("""    for i in range(K):
+        for j in range(key.shape[0]):
+            scores[i, j] = torch.dot(query[i], key[j]) / math.sqrt(M)
+""", """    root = torch.sqrt(torch.tensor(M, dtype=torch.float32))
+    for i in range(K):
+        for j in range(key.shape[0]):
+            scores[i, j] = torch.dot(query[i], key[j]) / root
+""")]),
+    "functional_dropout": (
+        "dropout through torch.nn.functional.dropout(x, p, self.training) with the modules' rate",
+        [("return self.ffn_ln(x + self.ffn_drop(self.ffn(x)))",
+          "return self.ffn_ln(x + F.dropout(self.ffn(x), self.ffn_drop.p, self.training))")]),
+    "greedy_train_false": (
+        "greedy decoding switches off training mode with model.train(False)",
+        [("    model.eval()\n    encoder_out, encoder_padding_mask = model.encode(input_ids)",
+          "    model.train(False)\n    encoder_out, encoder_padding_mask = model.encode(input_ids)")]),
+    "on_step_enumerate_from_1": (
+        "the training loop counts its steps with enumerate(..., start=1)",
+        [("""    for step in range(steps):
+        index = next(sampler).tolist()""", """    for done, _ in enumerate(range(steps), start=1):
+        index = next(sampler).tolist()"""),
+         ("on_step(step + 1, steps, losses[-1])", "on_step(done, steps, losses[-1])")]),
+    "masked_loss_float32": (
+        "the masked loss always computed in float32 (the docstring's minimum), float64 logits "
+        "included",
+        [("    wide = logits.to(torch.promote_types(logits.dtype, torch.float32))\n",
+          "    wide = logits.float()\n")]),
 }

@@ -136,4 +136,69 @@ MUTANTS = {
           "    return torch.bmm(weights, v)\n",
           "    allowed = scores > float(\"-inf\")  # the masks, as the fused kernel takes them\n"
           "    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)\n")]),
+    "dropout_after_layer_norm": (
+        "dropout applied after the LayerNorm, LN(x + sublayer(x)) then dropout: it belongs on "
+        "the sublayer's output, before the residual add (LN(x + dropout(sublayer(x))))",
+        [("""        x = self.self_attn_ln(x + self.self_attn_drop(
+            self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
+        if self.is_decoder:
+            x = self.cross_attn_ln(x + self.cross_attn_drop(
+                self.cross_attn(x, encoder_out, encoder_out, encoder_padding_mask)))
+        return self.ffn_ln(x + self.ffn_drop(self.ffn(x)))""",
+          """        x = self.self_attn_drop(self.self_attn_ln(
+            x + self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
+        if self.is_decoder:
+            x = self.cross_attn_drop(self.cross_attn_ln(
+                x + self.cross_attn(x, encoder_out, encoder_out, encoder_padding_mask)))
+        return self.ffn_drop(self.ffn_ln(x + self.ffn(x)))""")]),
+    "padding_mask_not_moved": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("        key_padding_mask = key_padding_mask.to(q.device)  # a mask built on the CPU too\n",
+          "")]),
+    "causal_mask_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("dtype=torch.bool, device=q.device).triu(1)", "dtype=torch.bool).triu(1)")]),
+    "loss_divided_by_batch": (
+        "the model's loss divides the summed cross-entropy by the batch size: it is the mean "
+        "over the positions whose label is not -100 (their number, not B)",
+        [("loss = F.cross_entropy(logits.flatten(0, 1).to(wide), labels.flatten(), ignore_index=-100)",
+          "loss = F.cross_entropy(logits.flatten(0, 1).to(wide), labels.flatten(), "
+          "ignore_index=-100,\n                               reduction=\"sum\") / labels.shape[0]")]),
+    "masked_loss_divided_by_batch": (
+        "the masked loss divides the summed cross-entropy by the batch size instead of the "
+        "number of real target tokens",
+        [("    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)",
+          "    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX,"
+          "\n                           reduction=\"sum\") / labels.shape[0]")]),
+    "masked_loss_without_graph": (
+        "the masked loss is rebuilt from a Python number (.item()): it is cut from the graph, so "
+        "no gradient reaches the logits and the model cannot train",
+        [("    return F.cross_entropy(wide.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)",
+          "    return torch.tensor(F.cross_entropy(wide.flatten(0, 1), labels.flatten(), "
+          "ignore_index=IGNORE_INDEX).item(),\n                        dtype=wide.dtype)")]),
+    "greedy_decode_in_training_mode": (
+        "greedy_decode leaves the model in training mode (dropout on while decoding): it calls "
+        "model.eval() first",
+        [("    model.eval()\n    encoder_out, encoder_padding_mask = model.encode(input_ids)",
+          "    encoder_out, encoder_padding_mask = model.encode(input_ids)")]),
+    "greedy_summarize_in_training_mode": (
+        "greedy_summarize leaves the model in training mode (dropout on while decoding): it "
+        "calls model.eval() first",
+        [("    model.eval()\n    memory, memory_mask = model.encode(input_ids)",
+          "    memory, memory_mask = model.encode(input_ids)")]),
+    "on_step_counts_from_0": (
+        "train_summarizer calls on_step with step 0 after the first step: the step it reports "
+        "is the number of steps done, 1 .. steps",
+        [("on_step(step + 1, steps, losses[-1])", "on_step(step, steps, losses[-1])")]),
+    "summarizer_left_in_training_mode": (
+        "train_summarizer leaves the model in training mode: it ends with model.eval()",
+        [("    model.eval()\n    return losses", "    return losses")]),
+    "summarizer_without_clipping": (
+        "train_summarizer does not clip the gradients to norm 1",
+        [("        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n", "")]),
+    "lm_head_not_tied": (
+        "lm_head has its own weight: it must be emb_word's (tied), one matrix for the input "
+        "and the output",
+        [("        self.lm_head.weight = self.emb_word.weight  # tied: one matrix for input and output\n",
+          "")]),
 }

@@ -133,10 +133,15 @@ def torch_greedy(state, layers, ids, max_new_tokens):
 
 
 def greedy_stop_expected(x):
-    """Expected values from torch.nn layers (nothing of the reference solution)."""
-    return {key: torch_greedy(*torch_parts(eos_shifted(x["state"], shift)), x["ids"][rows],
-                              steps)
-            for key, (shift, rows, steps) in GREEDY_STOP_CALLS.items()}
+    """Expected values from torch.nn layers (nothing of the reference solution); the model
+    handed over in training mode decodes as in eval mode, and is left there."""
+    expected = {key: torch_greedy(*torch_parts(eos_shifted(x["state"], shift)), x["ids"][rows],
+                                  steps)
+                for key, (shift, rows, steps) in GREEDY_STOP_CALLS.items()}
+    expected["from_training_mode"] = torch_greedy(*torch_parts(x["state"]), x["ids"],
+                                                  GREEDY_STOP["max_new_tokens"])
+    expected["left_in_eval_mode"] = torch.tensor(True)
+    return expected
 
 
 def varied_endings_state(g, ids):

@@ -491,3 +491,24 @@ def test_subset_indices_read_the_sources_blob_format(tmp_path):
     blob.write_bytes(base64.b64encode(gzip.compress(json.dumps([[3, 1], [2], [0]]).encode())))
     assert summarize.load_subset_indices(blob) == {"train": [3, 1], "validation": [2],
                                                    "test": [0]}
+
+
+def test_dropout_is_graded_at_rate_one_in_training_mode():
+    """Rate 1.0 zeroes every sublayer output: the correct layer returns LN(LN(x)) (encoder),
+    and dropout after the LayerNorm returns zeros; both names reach the fixture."""
+    entry = public_case("layer/dropout")
+    enc = entry["inputs"]["encoder"]
+    layer = T.TransformerLayer(False, S.D_MODEL, S.N_HEADS, S.D_FFN, 1.0).double().train()
+    layer.load_state_dict(S.layer_state(enc["state"], S.D_MODEL, False))
+    with torch.no_grad():
+        out = layer(enc["x"], enc["mask"])
+        assert torch.allclose(out, layer.ffn_ln(layer.self_attn_ln(enc["x"])), atol=1e-12)
+    assert "dropout_after_layer_norm" in entry["mutants"]
+    assert "greedy_decode_in_training_mode" in public_case("model/greedy_decode")["mutants"]
+
+
+def test_training_cases_run_on_one_thread_limited_in_cpu_seconds():
+    for name, profile in (("train/arithmetic", S.CPU_PROFILE), ("summarize/train", S.SUMMARIZE)):
+        case = S.suite[name]
+        assert profile["threads"] == 1 and case.cpu_time is not None, name
+        assert case.time_limit >= 4 * case.cpu_time, name  # the clock is only a backstop
