@@ -80,7 +80,8 @@ class Case:
     cpu_time: training cases (and cases that train inside): the CPU seconds the case may use
         in the sandbox. Such cases run on one torch thread for a fixed number of steps, so
         their CPU time does not depend on the machine's load while their wall time does:
-        this limit, not `time_limit`, is the one that ends a runaway training loop.
+        this limit, not `time_limit`, is the one that ends a runaway training loop. It
+        applies when grading on the CPU; on a GPU `time_limit` does.
     """
     name: str
     points: float
