@@ -318,7 +318,9 @@ def mae_loss(predicted_patches: torch.Tensor, target_patches: torch.Tensor,
 
     predicted_patches, target_patches: (B, L, P); mask: (B, L), 1 = removed.
     Each patch's error is the mean over its P values; the loss is the mean of those
-    errors over the removed patches (kept patches do not count). Returns a scalar.
+    errors over the removed patches (kept patches do not count). Returns a scalar tensor
+    whose gradient reaches `predicted_patches` (and `target_patches`): it trains the MAE, and
+    the grader compares those gradients with autograd's of this formula.
     """
     # TODO: the squared error averaged within each patch, then averaged over the removed patches
     #       only.

@@ -155,6 +155,12 @@ NO_VALUES = ("cannot be called on meta tensors", "Cannot copy out of meta tensor
              "data-dependent", "raises unimplemented", "no data", "with Meta tensors")
 
 
+# torch's own complaints about mixed devices, raised by composite operations (take_along_dim)
+# before any dispatched operation sees both tensors.
+MIXED_DEVICES = ("Expected all tensors to be on the same device",
+                 "but got tensor with cpu Device")
+
+
 class WrongDevice(RuntimeError):
     """A tensor on the CPU met the inputs' device inside the code under test."""
 
@@ -198,6 +204,8 @@ def device_checked(*runs) -> dict:
             with DeviceWatch():
                 outputs = run()
         except (NotImplementedError, RuntimeError) as exc:
+            if not isinstance(exc, WrongDevice) and any(t in str(exc) for t in MIXED_DEVICES):
+                raise WrongDevice(f"{DEVICE_MISTAKE}: {str(exc).splitlines()[0]}") from None
             if isinstance(exc, WrongDevice) or not any(text in str(exc) for text in NO_VALUES):
                 raise  # a device mistake, the skeleton's "not implemented yet", a real error
         for where, tensor in input_tensors(outputs, "output"):

@@ -193,6 +193,14 @@ def run_cases(assignment: str, module_path, jobs: list, *, device: str = "cpu",
     return results
 
 
+def cpu_limits(jobs, device: str) -> dict:
+    """Each case's CPU-second limit (`Case.cpu_time`), on the CPU only: on a GPU the host's
+    CPU time counts kernel launches and waits, not work, and the wall-clock limit applies."""
+    if str(device) != "cpu":
+        return {}
+    return {c.name: c.cpu_time for c, _ in jobs if c.cpu_time}
+
+
 def run_worker(assignment, source, jobs, device, limits, kind, budget_end, settle) -> int:
     """One worker for `jobs`; returns how many of them were settled."""
     mode = sandbox_mode(limits)
@@ -284,7 +292,7 @@ class Worker:
         pids_cgroup = self.cgroup is not None and self.cgroup.found.base("pids") is not None
         return {"assignment": assignment, "mode": self.kind, "device": device,
                 "threads": limits.threads, "memory": limits.memory, "cpu_seconds": cpu_seconds,
-                "cpu_limits": {c.name: c.cpu_time for c, _ in jobs if c.cpu_time},
+                "cpu_limits": cpu_limits(jobs, device),
                 "file_bytes": limits.file_bytes, "processes": limits.processes,
                 "nproc": uid is not None and not pids_cgroup, "output_bytes": limits.output,
                 "suite_file": assignment in EXTRA_SUITES, "uid": uid, "secure": self.mode.secure,

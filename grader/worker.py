@@ -107,9 +107,7 @@ def run(config, send, sandbox, torch) -> None:
             if watch:
                 watch.begin(shortcuts[name])
             received = None
-            # on a GPU the CPU time measures waiting, not work: only the clock applies there
-            cpu_limit = config["cpu_limits"].get(name) if target.type == "cpu" else None
-            with case_limits(cpu_limit, torch):
+            with case_limits(config["cpu_limits"].get(name), torch):
                 if evaluate:
                     outputs = runs[name](module, move(inputs["weights"], target),
                                          move(inputs["data"], target), target)

@@ -85,4 +85,15 @@ EQUIVALENTS = {
           "                features = self.mae.forward_encoder_representation(images)[:, 0, :]\n"
           "        else:\n"
           "            features = self.mae.forward_encoder_representation(images)[:, 0, :]\n")]),
+    "mae_loss_float32_intermediate": (
+        "mae_loss computes the squared errors in float32 (.float() before F.mse_loss), a "
+        "float32 intermediate; the product with the float64 mask promotes back to float64",
+        [("per_patch = (predicted_patches - target_patches).pow(2).mean(dim=-1)",
+          "per_patch = F.mse_loss(predicted_patches.float(), target_patches.float(),\n"
+          "                           reduction='none').mean(dim=-1)")]),
+    "vit_positions_float32": (
+        "the ViT adds position_encoding.float(), a float32 intermediate; the sum with the "
+        "float64 tokens promotes back to float64",
+        [("x = torch.cat([cls, tokens], dim=1) + self.position_encoding",
+          "x = torch.cat([cls, tokens], dim=1) + self.position_encoding.float()")]),
 }

@@ -95,4 +95,23 @@ MUTANTS = {
           "    return x.reshape(B, channels, side * p, side * p)\n",
           "    return F.fold(patches.transpose(1, 2), output_size=(side * p, side * p),\n"
           "                  kernel_size=p, stride=p)\n")]),
+    "masking_permutations_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("ids_shuffle = torch.rand(x.shape[:2], device=x.device).argsort(dim=1)",
+          "ids_shuffle = torch.rand(x.shape[:2]).argsort(dim=1)")]),
+    "mask_made_on_cpu": (
+        "made a tensor on the CPU while its inputs are on another device",
+        [("mask = (ids_restore >= keep_length).to(x.dtype)",
+          "mask = torch.ones(ids_shuffle.shape, dtype=x.dtype).scatter(\n"
+          "        1, ids_shuffle[:, :keep_length], 0.0)")]),
+    "loss_cut_from_graph": (
+        "the MAE loss is cut from the autograd graph (detach, .item() or a new "
+        "torch.tensor): the value is right but no gradient reaches the model",
+        [("return (per_patch * mask).sum() / mask.sum()",
+          "return ((per_patch * mask).sum() / mask.sum()).detach()")]),
+    "loss_normalises_mask_in_place": (
+        "changes its input in place",
+        [("    return (per_patch * mask).sum() / mask.sum()\n",
+          "    mask /= mask.sum()  # weights that sum to 1\n"
+          "    return (per_patch * mask).sum()\n")]),
 }
