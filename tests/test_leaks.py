@@ -32,11 +32,23 @@ class PlantedClip:
 '''
 
 
-def checked_apart(assignment: str):
-    """leaks.check in a forked child: whatever a candidate does to its process (limits, a
-    seccomp filter, signal handlers) never reaches this test process."""
-    with multiprocessing.get_context("fork").Pool(1) as pool:
-        return pool.apply(leaks.check, (assignment,))
+def check_with(assignment: str, planted: str | None):
+    """leaks.check, with the functions of the module file `planted` among the candidates."""
+    if planted:
+        spec = importlib.util.spec_from_file_location("planted", planted)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        pool = leaks.candidates() + leaks.candidates_of([module])
+        leaks.candidates = lambda: pool
+    return leaks.check(assignment)
+
+
+def checked_apart(assignment: str, planted: str | None = None):
+    """leaks.check in a fresh child process: whatever a candidate does to its process
+    (limits, a seccomp filter, signal handlers) never reaches this test process. Spawned, not
+    forked: a fork of a process whose OpenMP threads ran can deadlock in libgomp."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(check_with, (assignment, planted))
 
 
 @pytest.mark.parametrize("assignment", solution_names())
@@ -46,16 +58,11 @@ def test_nothing_students_receive_or_the_worker_imports_passes_a_case(assignment
     assert report.probed > 0  # candidates were really tried in place of the parts
 
 
-def test_a_planted_answer_is_found_and_odd_calls_stay_harmless(tmp_path, monkeypatch):
+def test_a_planted_answer_is_found_and_odd_calls_stay_harmless(tmp_path):
     target = tmp_path / "written.txt"
     path = tmp_path / "planted.py"
     path.write_text(PLANTED.replace("TARGET", repr(str(target))))
-    spec = importlib.util.spec_from_file_location("planted", path)
-    planted = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(planted)
-    pool = leaks.candidates() + leaks.candidates_of([planted])
-    monkeypatch.setattr(leaks, "candidates", lambda: pool)
-    report = checked_apart("clip_dino")
+    report = checked_apart("clip_dino", str(path))
     found = {(leak.part, leak.candidate) for leak in report.leaks}
     assert found == {("get_similarity_no_loop", "planted.planted_cosine_matrix")}
     assert not target.exists()  # the writer was called and refused
