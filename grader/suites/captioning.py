@@ -4,8 +4,8 @@ Where the source homework printed expected values for inputs built with `torch.l
 those values are the expected outputs here (`SOURCE`, carried to 8 decimals, hence the 1e-6
 tolerance). Every other expected value comes from code that does not share the student's
 code path, in `solutions/captioning_oracles.py` (instructor side only): the formulas
-written out again, autograd, and numeric gradients (`dlkit.grad`) in float64. Model-level cases (`CaptioningRNN`) take the reference solution's
-outputs, as in the other suites.
+written out again, autograd, and numeric gradients (`dlkit.grad`) in float64. Model-level
+cases (`CaptioningRNN`) take the reference solution's outputs, as in the other suites.
 
 Numeric cases run in float64 throughout (inputs, weights and models), the source
 homework's way for hand-written backward passes. The tolerance policy (`python -m grader
