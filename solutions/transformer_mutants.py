@@ -4,6 +4,13 @@ MUTANTS = {name: (what the student probably did, [(text in the solution, replace
 Each text must occur exactly once in solutions/transformer.py. Fixtures store the outputs
 of every mistake so the grader can name it; tests grade each one and expect lost points.
 """
+LAYER_BODY = """        x = self.self_attn_ln(x + self.self_attn_drop(
+            self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
+        if self.is_decoder:
+            x = self.cross_attn_ln(x + self.cross_attn_drop(
+                self.cross_attn(x, encoder_out, encoder_out, encoder_padding_mask)))
+        return self.ffn_ln(x + self.ffn_drop(self.ffn(x)))"""  # the reference's TransformerLayer.forward
+
 MUTANTS = {
     "no_scale": (
         "attention scores were not divided by sqrt(d_head)",
@@ -24,12 +31,7 @@ MUTANTS = {
         [("dtype=torch.bool, device=q.device).triu(1)", "dtype=torch.bool, device=q.device).triu(0)")]),
     "pre_layer_norm": (
         "pre-LN (x + sublayer(LN(x))) was built instead of the post-LN layer (LN(x + sublayer(x)))",
-        [("""        x = self.self_attn_ln(x + self.self_attn_drop(
-            self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
-        if self.is_decoder:
-            x = self.cross_attn_ln(x + self.cross_attn_drop(
-                self.cross_attn(x, encoder_out, encoder_out, encoder_padding_mask)))
-        return self.ffn_ln(x + self.ffn_drop(self.ffn(x)))""",
+        [(LAYER_BODY,
           """        h = self.self_attn_ln(x)
         x = x + self.self_attn_drop(self.self_attn(h, h, h, padding_mask, causal=self.is_decoder))
         if self.is_decoder:
@@ -139,12 +141,7 @@ MUTANTS = {
     "dropout_after_layer_norm": (
         "dropout applied after the LayerNorm, LN(x + sublayer(x)) then dropout: it belongs on "
         "the sublayer's output, before the residual add (LN(x + dropout(sublayer(x))))",
-        [("""        x = self.self_attn_ln(x + self.self_attn_drop(
-            self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
-        if self.is_decoder:
-            x = self.cross_attn_ln(x + self.cross_attn_drop(
-                self.cross_attn(x, encoder_out, encoder_out, encoder_padding_mask)))
-        return self.ffn_ln(x + self.ffn_drop(self.ffn(x)))""",
+        [(LAYER_BODY,
           """        x = self.self_attn_drop(self.self_attn_ln(
             x + self.self_attn(x, x, x, padding_mask, causal=self.is_decoder)))
         if self.is_decoder:
