@@ -455,7 +455,7 @@ def changed_input(sent, after) -> str | None:
     """The message when the tensors the code received (`after`: their values once it
     returned, in `input_tensors` order) differ from the inputs `sent`; None when they are
     the same, or when the worker sent nothing to compare (large training inputs)."""
-    if after is None:
+    if after is None or sent is None:  # nothing sent back, or no record of what was sent
         return None
     before = input_tensors(sent)
     if type(after) not in (list, tuple) or len(after) != len(before):
@@ -482,14 +482,17 @@ def with_inputs_check(verdict: Verdict, changed: str | None) -> Verdict:
 # ---------------------------------------------------------------------------------------
 
 def explain(suite: Suite, verdicts: list[Verdict]) -> list[Verdict]:
-    """Each failing case that runs a part which fails its own case says so, naming the first
-    such case in the suite's order (the likeliest cause: later parts build on it)."""
-    failed = [v.name for v in verdicts if not v.passed]
+    """Each failing case that ran a part which fails its own case says so, naming the first
+    such case in the suite's order (the likeliest cause: later parts build on it). Cases
+    not started (TODO) or not run (the budget) are left as they are."""
+    failed = {v.name: v.message for v in verdicts if not v.passed}
     explained = []
     for v in verdicts:
-        causes = [] if v.passed else [(own, d.part) for own in failed if own != v.name
-                                      for d in suite.dependencies
-                                      if matches(v.name, d.cases) and matches(own, d.own_cases)]
+        # a cause failing with this very message (the module did not import) adds nothing
+        causes = [] if v.passed or v.todo or v.message.startswith("not run") else [
+            (own, d.part) for own, message in failed.items()
+            if own != v.name and message != v.message
+            for d in suite.dependencies if matches(v.name, d.cases) and matches(own, d.own_cases)]
         if causes:
             own, part = causes[0]
             v = replace(v, message=f"{v.message}; uses your `{part}`, which fails {own}: "

@@ -238,6 +238,9 @@ def preload() -> None:
     pool must start in the worker, after the fork)."""
     import numpy  # noqa: F401
     import torch  # noqa: F401
+    # torch.optim's first use imports torch._dynamo (and through it cProfile, pstats, ...):
+    # in container mode a worker can import from the interpreter's library only what is here
+    import torch._dynamo  # noqa: F401
     import tqdm.std  # noqa: F401
     from dlkit.utils import seed_everything
     from grader import sandbox, worker, worker_protocol  # noqa: F401

@@ -160,3 +160,21 @@ def test_a_known_mistake_of_the_wrong_shape_is_named():
     v = judge(c, torch.ones(3), torch.ones(1, 3), mutants)
     assert not v.passed and "shape (3,), expected (1, 3)" in v.message
     assert "squeeze() dropped the batch of one" in v.message
+
+
+def test_a_failure_caused_by_another_part_says_so_unless_both_share_one_error():
+    from grader.cases import Suite, Verdict, explain
+    suite = Suite("demo")
+    suite.builds_on(["mha/"], "attention", ["attention/"])
+
+    def failed(name, message):
+        return Verdict(name, 0.0, 1.0, False, message)
+    own, uses = failed("attention/source", "error 1e-01"), failed("mha/forward", "error 3e-01")
+    assert explain(suite, [own, uses])[1].message == (
+        "error 3e-01; uses your `attention`, which fails attention/source: fix that first")
+    assert explain(suite, [own, failed("mha/forward", "error 1e-01")])[1].message == "error 1e-01"
+    broken = failed("mha/forward", "importing the module failed: SyntaxError")
+    same = explain(suite, [failed("attention/source", broken.message), broken])
+    assert [v.message for v in same] == [broken.message] * 2  # one cause, said once
+    not_run = failed("mha/forward", "not run: earlier cases hit the time limit")
+    assert explain(suite, [own, not_run])[1].message == not_run.message
