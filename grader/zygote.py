@@ -241,6 +241,11 @@ def preload() -> None:
     # torch.optim's first use imports torch._dynamo (and through it cProfile, pstats, ...):
     # in container mode a worker can import from the interpreter's library only what is here
     import torch._dynamo  # noqa: F401
+    # which made $TMPDIR/torchinductor_<user> and pointed TORCHINDUCTOR_CACHE_DIR at it: a
+    # folder of the zygote's in every worker's /tmp. Each worker makes its own if it needs one.
+    cache = os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    if cache and os.path.isdir(cache) and not os.listdir(cache):
+        os.rmdir(cache)
     import tqdm.std  # noqa: F401
     from dlkit.utils import seed_everything
     from grader import sandbox, worker, worker_protocol  # noqa: F401

@@ -387,3 +387,18 @@ def test_the_small_clip_block_uses_torch_attention():
     assert out.shape == x.shape and attention.shape == (3, 2, 5, 5)
     assert torch.allclose(attention.sum(-1), torch.ones(3, 2, 5))
     assert attention[..., -2:].abs().max() == 0
+
+
+def test_sources_are_parsed_one_thread_at_a_time():
+    """A Dask worker grades submissions in threads; CPython 3.11's ast.parse is not safe in
+    two threads at once ("AST constructor recursion depth mismatch", seen in a cluster run)."""
+    import threading
+    from grader import policy
+    parsed = []
+    with policy.PARSING:
+        other = threading.Thread(target=lambda: parsed.append(policy.parse("x = 1")))
+        other.start()
+        other.join(0.5)
+        assert other.is_alive() and parsed == []  # waits while another parse holds the lock
+    other.join(10)
+    assert len(parsed) == 1
