@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 A      ?= all
 IMPL   ?= assignments
 DEVICE ?= cuda
-JOBS   ?= 2
+JOBS   ?= 3
 # make test: JOBS workers (pytest-xdist) taking one test at a time, the longest first; test
 # names as they finish, the 15 slowest at the end; A=<a> keeps that assignment's tests and the engine's.
 PYTEST := $(PY) -m pytest -v -n $(JOBS) --dist load --maxschedchunk 1 --durations=15 \
