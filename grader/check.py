@@ -6,7 +6,7 @@ output's "scaled error" is the largest |yours - expected| divided by the largest
 in that output: rounding near zero does not count, a wrong formula does.
 """
 from grader.authoring import run_case
-from grader.cases import judge
+from grader.cases import judge, matches
 from grader.grade import load_fixture
 from grader.suites import load_suite
 
@@ -17,12 +17,6 @@ def public_cases(assignment: str) -> dict:
     if assignment not in _public:  # a missing or corrupt file is one line (GradingError)
         _public[assignment] = load_fixture(assignment, "public")
     return _public[assignment]
-
-
-def selected(selector: str, name: str) -> bool:
-    """A selector ending in "/" names a group ("attention/" selects "attention/head" and
-    "attention/head_cache"); any other selector names one case exactly."""
-    return name.startswith(selector) if selector.endswith("/") else name == selector
 
 
 def library_shortcuts(module, suite) -> dict[str, str]:
@@ -43,11 +37,11 @@ def check(module, *names: str, assignment: str | None = None) -> bool:
     assignment = assignment or module.__name__
     suite = load_suite(assignment)
     inline = [c for c in suite if not c.is_training]
-    unknown = [n for n in names if not any(selected(n, c.name) for c in inline)]
+    unknown = [n for n in names if not any(matches(c.name, (n,)) for c in inline)]
     if unknown:
         raise ValueError(f"no case or group {', '.join(map(repr, unknown))}; cases are: "
                          f"{', '.join(c.name for c in inline)}")
-    chosen = [c for c in inline if not names or any(selected(n, c.name) for n in names)]
+    chosen = [c for c in inline if not names or matches(c.name, names)]
     fixtures = public_cases(assignment)
     shortcuts = library_shortcuts(module, suite)
     all_passed = True

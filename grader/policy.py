@@ -34,6 +34,8 @@ from dataclasses import dataclass
 
 import torch  # banned names are looked up among imported modules: torch's must be there
 
+from grader.cases import matches
+
 # Lists the suites share (each suite says which of its parts they apply to).
 SDPA = ("torch.nn.functional.scaled_dot_product_attention",)
 MULTI_HEAD = ("torch.nn.MultiheadAttention", "torch.nn.functional.multi_head_attention_forward")
@@ -64,8 +66,7 @@ class Shortcut:
     cases: tuple[str, ...]    # case names, or prefixes ending in "/"
 
     def grades(self, case_name: str) -> bool:
-        return any(case_name == c or (c.endswith("/") and case_name.startswith(c))
-                   for c in self.cases)
+        return matches(case_name, self.cases)
 
 
 def message(part: str, call: str) -> str:
