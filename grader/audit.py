@@ -35,6 +35,7 @@ SEED_STRIDE = 100_000   # Case.seed adds < 100,000 to its base
 class CaseAudit:
     name: str
     tol: float
+    seeded: bool = True                 # False: run on the first seed only (Case.seeded)
     worst_correct: float = 0.0          # largest error of any correct implementation
     worst_correct_by: str = ""
     best_mutant: float = math.inf       # smallest error of a mistake this case catches
@@ -126,11 +127,15 @@ def run_audit(assignment: str, seeds: int, cases, progress,
               loaded: Implementations) -> Audit:
     chosen = load_suite(assignment).select(cases, training=False)
     known_oracles = oracles(assignment)
-    results = [CaseAudit(c.name, c.tol) for c in chosen]
+    results = [CaseAudit(c.name, c.tol, c.seeded) for c in chosen]
     caught_on = {m: set() for m in loaded.mutants}
     for number in range(seeds):
         base = AUDIT_BASE + number * SEED_STRIDE
         for case, row in zip(chosen, results):
+            if number and not case.seeded:  # its verdicts cannot change with the seed
+                if progress:
+                    progress(case.name)
+                continue
             inputs = case_inputs(case, case.seed(base))
             expected = {"expected": expected_outputs(case, inputs, loaded.reference,
                                                      known_oracles)}
@@ -146,7 +151,7 @@ def run_audit(assignment: str, seeds: int, cases, progress,
                 if verdict.passed:
                     row.slipped.setdefault(name, []).append(number)
                     continue
-                caught_on[name].add(number)
+                caught_on[name].update([number] if case.seeded else range(seeds))
                 row.caught.add(name)
                 error = error_of(verdict)
                 if error < row.best_mutant:
@@ -173,23 +178,30 @@ def library_shortcuts(assignment: str, suite, equivalents, mutants) -> dict:
     return found
 
 
-def judged(case, module, inputs, fixture: dict, shortcuts=None) -> Verdict:
+def run_here(case, module, inputs) -> tuple:
+    """(outputs, error, changed) of one implementation run on one case here, on the CPU:
+    an exception becomes the worker's one line, as the sandbox would report it."""
+    try:
+        outputs, changed = run_on_copy(case, module, inputs)
+        return outputs, None, changed
+    except NotImplementedError as exc:
+        return None, f"not implemented yet ({exc})" if str(exc) else "not implemented yet", None
+    except Exception as exc:  # noqa: BLE001 - a mistake may crash; a correct one must not
+        return None, error_line(exc, module.__file__), None
+
+
+def judged(case, module, inputs, fixture: dict, shortcuts=None, ran=None) -> Verdict:
     """The grader's verdict on one implementation run here, on the CPU, judged as `grade`
     judges a sandboxed worker's reply: outputs made plain, an exception reported in the
     worker's one line, `fixture` holding "expected" (and "mutants", to name a mistake); a
-    case whose part uses a banned library call fails (`shortcuts`: case -> message)."""
+    case whose part uses a banned library call fails (`shortcuts`: case -> message).
+    `ran`: this run's `run_here` result when it is already known."""
     if shortcuts and case.name in shortcuts:
         return Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
-    outputs, error, changed = None, None, None
-    try:
-        outputs, changed = run_on_copy(case, module, inputs)
-        outputs = plain(outputs)
-    except NotImplementedError as exc:
-        error = f"not implemented yet ({exc})" if str(exc) else "not implemented yet"
-    except Exception as exc:  # noqa: BLE001 - a mistake may crash; a correct one must not
-        error = error_line(exc, module.__file__)
-    return graded_verdict(case, outputs, None if error is None else clean_message(error),
-                          fixture, changed=changed)
+    outputs, error, changed = ran if ran is not None else run_here(case, module, inputs)
+    return graded_verdict(case, None if error is not None else plain(outputs),
+                          None if error is None else clean_message(error), fixture,
+                          changed=changed)
 
 
 def margin(numerator: float, denominator: float) -> str:
@@ -210,7 +222,7 @@ def table(result: Audit) -> str:
     lines = [f"== audit {result.assignment}: {result.seeds} seeds per case ==", head,
              "-" * len(head)]
     for row in result.cases:
-        flags = []
+        flags = [] if row.seeded else ["one seed (its verdicts cannot depend on the seed)"]
         if row.correct_failures:
             flags.append(f"CORRECT CODE FAILS ({row.correct_failures[0]})")
         if row.slipped:

@@ -314,13 +314,17 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-def build_fixtures(assignment: str) -> dict[str, dict]:
-    """All three fixture files of an assignment, as objects, built on the CPU."""
+def build_fixtures(assignment: str, ran=None) -> dict[str, dict]:
+    """All three fixture files of an assignment, as objects, built on the CPU.
+
+    ran(set_name, case_name, mutant) -> `audit.run_here`'s (outputs, error, changed) of that
+    mutant on that set's inputs, when the caller has them already (the tests do); by default
+    every mutant runs here."""
     with one_thread():
-        return build_fixture_objects(assignment)
+        return build_fixture_objects(assignment, ran)
 
 
-def build_fixture_objects(assignment: str) -> dict[str, dict]:
+def build_fixture_objects(assignment: str, ran=None) -> dict[str, dict]:
     suite = load_suite(assignment)
     reference = load_assignment(assignment, paths.SOLUTIONS)
     known_oracles = oracles(assignment)
@@ -335,8 +339,9 @@ def build_fixture_objects(assignment: str) -> dict[str, dict]:
                 seed = case.seed(base)
                 inputs = case_inputs(case, seed, set_name)
                 expected = expected_outputs(case, inputs, reference, known_oracles)
-                diagnosed = {} if case.is_training else mistake_outputs(case, known, inputs,
-                                                                         expected)
+                diagnosed = {} if case.is_training else mistake_outputs(
+                    case, known, inputs, expected,
+                    ran and functools.partial(ran, set_name, case.name))
                 entry = {"seed": seed, "expected": expected, "mutants": diagnosed}
                 if set_name == "public":
                     files["public"]["cases"][case.name] = {"inputs": inputs, **entry}
@@ -346,15 +351,16 @@ def build_fixture_objects(assignment: str) -> dict[str, dict]:
     return files
 
 
-def mistake_outputs(case, known: dict, inputs, expected) -> dict:
+def mistake_outputs(case, known: dict, inputs, expected, ran=None) -> dict:
     """Outputs of each known mistake that differ from the reference on this case (a wrong
-    shape or dtype included: a `.squeeze()` that drops a batch of one is named too)."""
+    shape or dtype included: a `.squeeze()` that drops a batch of one is named too).
+    ran(mutant) -> (outputs, error, changed) of a run made already."""
+    from grader.audit import run_here
     from grader.cases import distance, only_tensors, validate
     found = {}
     for name, (description, module) in known.items():
-        try:
-            outputs, _ = run_on_copy(case, module, inputs)  # inputs shared by every mistake
-        except Exception:  # a mistake that crashes here has nothing to recognise
+        outputs, error, _ = ran(name) if ran else run_here(case, module, inputs)
+        if error is not None:  # a mistake that crashes here has nothing to recognise
             continue
         if not only_tensors(outputs) or not informative(outputs):
             continue
@@ -381,8 +387,8 @@ DRIFT = 100   # fixtures --check allows floats to move by a case's tolerance / D
 ULPS = 16     # or by 16 units of the dtype's precision at the tensor's scale, if larger
 
 
-def fixtures(assignment: str, check: bool) -> tuple[list[str], float]:
-    """Write (or, with check, compare) the fixture files.
+def fixtures(assignment: str, check: bool, ran=None) -> tuple[list[str], float]:
+    """Write (or, with check, compare) the fixture files (`ran`: see `build_fixtures`).
 
     Returns the out-of-date files and the largest rounding drift (as a fraction of its
     case's tolerance) between the saved and the rebuilt floats. Float kernels round
@@ -392,7 +398,7 @@ def fixtures(assignment: str, check: bool) -> tuple[list[str], float]:
     """
     suite = load_suite(assignment)
     stale, largest = [], 0.0
-    for kind, obj in build_fixtures(assignment).items():
+    for kind, obj in build_fixtures(assignment, ran).items():
         path = paths.fixture_file(assignment, kind)
         problem = "missing"
         if path.is_file():

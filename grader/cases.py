@@ -75,6 +75,9 @@ class Case:
     gpu_reference(), gpu_min_accuracy: for training cases with a gpu profile (chosen when
         grading on CUDA): the held-out labels, read by the parent (None when the data is
         absent, and the cpu profile's fixture applies), and that profile's threshold.
+    seeded: False where no verdict can depend on the seed: inputs of the same shapes every
+        seed, run where tensors hold no values (the meta device). The audit runs such a case
+        on its first fresh seed only; tests/test_cases.py checks the shapes.
     hint: one line shown on failure. time_limit: seconds for this case in the sandbox (a
         backstop on the clock: at least 10x the case's idle time).
     cpu_time: training cases (and cases that train inside): the CPU seconds the case may use
@@ -101,6 +104,7 @@ class Case:
     hint: str = ""
     time_limit: float = 30.0
     cpu_time: float | None = None
+    seeded: bool = True
 
     @property
     def is_training(self) -> bool:

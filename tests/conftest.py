@@ -81,13 +81,15 @@ def audit_seeds(request) -> int:
 
 
 @pytest.fixture(scope="session")
-def proof(tmp_path_factory):
-    """proof(A): assignment A's `Proof`, built once per session (per xdist worker)."""
+def proof(tmp_path_factory, shared_folder):
+    """proof(A): assignment A's `Proof`, built once per session (per xdist worker; their
+    runs of each variant are shared)."""
     built = {}
 
     def of(assignment: str) -> Proof:
         if assignment not in built:
-            built[assignment] = Proof(assignment, tmp_path_factory.mktemp(assignment))
+            built[assignment] = Proof(assignment, tmp_path_factory.mktemp(assignment),
+                                      shared_folder)
         return built[assignment]
     return of
 

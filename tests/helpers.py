@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 
 from grader import paths
-from grader.audit import audit, judged, load_implementations
+import torch
+
+from grader import authoring
+from grader.audit import audit, judged, load_implementations, run_here
 from grader.authoring import one_thread, write_variant
-from grader.cases import Verdict, explain
+from grader.cases import Verdict, explain, only_tensors
 from grader.grade import grade, inputs_and_expected
-from grader.sandbox import Limits
+from grader.sandbox import Limits, plain
 from grader.suites import available, load_suite
 
 ROOT = paths.ROOT
@@ -46,14 +49,30 @@ class Proof:
     (`grader.audit.judged`: the expected values, and the stored outputs of the known mistakes
     to name one); the audit on fresh seeds reuses the same modules."""
 
-    def __init__(self, assignment: str, folder: Path):
+    def __init__(self, assignment: str, folder: Path, shared: Path):
         self.assignment = assignment
         self.implementations = load_implementations(assignment, folder)
         self.cases = load_suite(assignment).select(None, training=False)
+        self.shared = shared
 
     @functools.cache
     def fixture_set(self, which: str) -> tuple[dict, dict]:
         return inputs_and_expected(self.assignment, which)
+
+    @functools.cache
+    def ran(self, kind: str, name: str, which: str) -> dict:
+        """{case: `run_here`'s (outputs, error, changed)} of the equivalent or mutant `name`
+        on the fixture set `which`, run once for every test and xdist worker of this session:
+        its verdicts read it, and so does the fixture check (the mutants' stored outputs)."""
+        def run() -> dict:
+            module = getattr(self.implementations, kind)[name][1]
+            inputs = self.fixture_set(which)[0]
+            with one_thread():  # many small kernels: much faster than contended threads
+                return {case.name: storable(run_here(case, module, inputs[case.name])
+                                            if case.name in inputs else
+                                            (None, "no stored inputs (stale fixtures)", None))
+                        for case in self.cases}
+        return saved_once(self.shared, f"ran-{self.assignment}-{kind}-{name}-{which}", run)
 
     @functools.cache
     def verdicts(self, kind: str, name: str, which: str) -> list:
@@ -61,14 +80,41 @@ class Proof:
         the fixture set `which`, one per non-training case, in the suite's order."""
         module = getattr(self.implementations, kind)[name][1]
         inputs, fixtures = self.fixture_set(which)
-        with one_thread():  # many small kernels: much faster than contended threads
-            return explain(load_suite(self.assignment), [
-                judged(case, module, inputs[case.name], fixtures[case.name],
-                       self.implementations.shortcuts[name]) for case in self.cases])
+        ran = self.ran(kind, name, which)
+        return explain(load_suite(self.assignment), [
+            judged(case, module, inputs[case.name], fixtures[case.name],
+                   self.implementations.shortcuts[name], ran[case.name])
+            for case in self.cases])
+
+    def fixtures_in_sync(self) -> list[str]:
+        """The fixture files that differ from a rebuild; the mutants' outputs are this
+        session's runs on the stored inputs (the rebuilt inputs must equal those)."""
+        stale, _ = authoring.fixtures(  # the fixture sets are named as authoring.SETS
+            self.assignment, check=True,
+            ran=lambda set_name, case, mutant: self.ran("mutants", mutant, set_name)[case])
+        return stale
 
     @functools.cache
     def audit(self, seeds: int):
         return audit(self.assignment, seeds=seeds, implementations=self.implementations)
+
+
+def storable(ran: tuple) -> tuple:
+    """A `run_here` result that torch.save keeps: outputs of tensors only as they are (the
+    fixtures store those), anything else as the sandbox would send it."""
+    outputs, error, changed = ran
+    return (outputs if only_tensors(outputs) else plain(outputs)), error, changed
+
+
+def saved_once(cache: Path, key: str, compute):
+    """compute() -> a torch-saveable object, computed once for every test (and every xdist
+    worker) sharing `cache`."""
+    saved = cache / f"{key}.pt"
+    with open(cache / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not saved.is_file():
+            torch.save(compute(), saved)
+        return torch.load(saved, weights_only=False)  # written by this test run
 
 
 def assert_same_verdicts(sandboxed: list, in_process: list) -> None:

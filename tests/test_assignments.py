@@ -95,11 +95,10 @@ def test_audit_is_clean_on_fresh_seeds(assignment, proof, audit_seeds):
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_generated_files_are_in_sync(assignment):
+def test_generated_files_are_in_sync(assignment, proof):
     assert authoring.skeletons(check=True) == []
     assert notebooks(check=True) == []
-    stale, drift = authoring.fixtures(assignment, check=True)
-    assert stale == [], stale
+    assert proof(assignment).fixtures_in_sync() == []
 
 
 @pytest.mark.parametrize("assignment,case", TRAINING)

@@ -1,9 +1,18 @@
 """The comparison core: validation before arithmetic, tolerances, diagnosis, profiles."""
+import collections
+
+import pytest
 import torch
 
 from dlkit import rel_error
+from grader import audit as audit_module
+from grader import authoring, paths
+from grader.audit import table
+from grader.authoring import case_inputs, load_assignment, one_thread, run_on_copy
 from grader.cases import Case, Property, distance, judge, validate
 from grader.grade import verdict
+from grader.suites import load_suite
+from helpers import ASSIGNMENTS
 
 
 def case(**kw):
@@ -178,3 +187,46 @@ def test_a_failure_caused_by_another_part_says_so_unless_both_share_one_error():
     assert [v.message for v in same] == [broken.message] * 2  # one cause, said once
     not_run = failed("mha/forward", "not run: earlier cases hit the time limit")
     assert explain(suite, [own, not_run])[1].message == not_run.message
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_a_case_run_on_one_seed_only_gets_inputs_of_one_shape_and_gives_seed_free_outputs(
+        assignment):
+    """Case.seeded=False (the audit runs it once): the reference's outputs and the inputs'
+    shapes and dtypes are the same on two seeds."""
+    reference = load_assignment(assignment, paths.SOLUTIONS)
+    for unseeded in [c for c in load_suite(assignment) if not c.seeded]:
+        first, second = (case_inputs(unseeded, seed) for seed in (11, 12))
+        assert shapes(first) == shapes(second), unseeded.name
+        with one_thread():
+            outputs = [run_on_copy(unseeded, reference, x)[0] for x in (first, second)]
+        assert distance(*outputs) == 0, unseeded.name
+
+
+def shapes(value):
+    if isinstance(value, torch.Tensor):
+        return (tuple(value.shape), value.dtype)
+    if isinstance(value, dict):
+        return {k: shapes(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [shapes(v) for v in value]
+    return type(value).__name__
+
+
+def test_the_audit_runs_an_unseeded_case_once_and_counts_its_catches_on_every_seed(
+        monkeypatch):
+    runs = collections.Counter()
+    counted = audit_module.judged
+
+    def counting(case, *args, **kwargs):
+        runs[case.name] += 1
+        return counted(case, *args, **kwargs)
+    monkeypatch.setattr(audit_module, "judged", counting)
+    result = audit_module.audit("attention", seeds=2)
+    variants = len(authoring.mutants("attention")) + len(authoring.equivalents("attention"))
+    assert runs["device/meta"] == variants + 1  # the reference is judged by the equivalents' loop
+    assert runs["attention/vs_torch"] == 2 * (variants + 1)
+    # attention's mask made without device= is caught by device/meta alone
+    assert "causal_mask_on_cpu" not in result.escaped and result.clean, table(result)
+    row = next(r for r in result.cases if r.name == "device/meta")
+    assert "one seed" in table(result).split(row.name, 1)[1].splitlines()[0]
