@@ -62,8 +62,8 @@ class Proof:
     @functools.cache
     def ran(self, kind: str, name: str, which: str) -> dict:
         """{case: `run_here`'s (outputs, error, changed)} of the equivalent or mutant `name`
-        on the fixture set `which`, run once for every test and xdist worker of this session:
-        its verdicts read it, and so does the fixture check (the mutants' stored outputs)."""
+        on the fixture set `which`: its verdicts read it, and a mutant's is run once for every
+        test and xdist worker of this session (the fixture check reads its outputs too)."""
         def run() -> dict:
             module = getattr(self.implementations, kind)[name][1]
             inputs = self.fixture_set(which)[0]
@@ -72,6 +72,8 @@ class Proof:
                                             if case.name in inputs else
                                             (None, "no stored inputs (stale fixtures)", None))
                         for case in self.cases}
+        if kind != "mutants":  # only the mutants' runs have a second reader
+            return run()
         return saved_once(self.shared, f"ran-{self.assignment}-{kind}-{name}-{which}", run)
 
     @functools.cache
