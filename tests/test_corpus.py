@@ -1,14 +1,16 @@
 """Broken and hostile submissions, graded end to end through the sandbox.
 
 Each corpus file is appended to the reference solution, so exactly the attacked case(s)
-must fail, with the expected one-line reason, and every other case must still pass.
+must fail, with the expected one-line reason, and every other case must still pass. The
+corpus is graded twice: once in a batch (namespace mode, two side by side; every
+per-submission test reads that run) and once in container mode.
 """
 import json
 import os
 import re
 import socket
 import zipfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -17,9 +19,10 @@ import torch
 from grader import cgroups, isolation, paths, report
 from grader.batch import grade_all
 from grader.grade import grade, grade_outputs
+from grader.cases import Verdict
 from grader.sandbox import Limits
 from grader.suites import load_suite
-from helpers import assert_gradescope_schema, cli
+from helpers import assert_gradescope_schema, cli, once
 
 CORPUS = Path(__file__).parent / "corpus"
 ALL = "*"
@@ -130,23 +133,51 @@ def test_every_corpus_file_has_an_expected_outcome():
     assert {p.stem for p in CORPUS.glob("*.py")} == set(EXPECTED)
 
 
+@pytest.fixture(scope="module")
+def corpus_batch(shared_folder, listener) -> dict:
+    """The whole corpus graded once in a batch, side by side, two at a time (namespace mode),
+    for every test and xdist worker of this run: {"verdicts": {name: [Verdict]}, "out": the
+    batch's folder, "uids": the per-run uids its workers got}."""
+    def run() -> str:
+        folder = shared_folder / "corpus-batch"
+        names = sorted(EXPECTED)
+        folders = [submission(name, folder / name, results=folder / name / "results.json",
+                              port=listener,
+                              fixture=paths.fixture_file("transformer", "autograder_expected"),
+                              solution=paths.SOLUTIONS / "transformer.py") for name in names]
+        uids, allocate = set(), isolation.RunUid.__init__
+
+        def recording(self):
+            allocate(self)
+            uids.add(self.uid)
+        isolation.RunUid.__init__ = recording
+        try:
+            results = grade_all(folders, "transformer", folder / "out", jobs=2, training=False,
+                                progress=False, limits=LIMITS)
+        finally:
+            isolation.RunUid.__init__ = allocate
+        return json.dumps({"verdicts": {k: [asdict(v) for v in verdicts]
+                                        for k, verdicts in results.items()},
+                           "out": str(folder / "out"), "uids": sorted(uids)})
+    saved = json.loads(once(shared_folder, "corpus-batch", run))
+    saved["verdicts"] = {k: [Verdict(**v) for v in verdicts]
+                         for k, verdicts in saved["verdicts"].items()}
+    return saved
+
+
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_corpus_submission_gets_the_intended_outcome(name, tmp_path, listener):
-    results_file = tmp_path / "results.json"
-    folder = submission(name, tmp_path / "sub", results=results_file, port=listener,
-                        fixture=paths.fixture_file("transformer", "autograder_expected"),
-                        solution=paths.SOLUTIONS / "transformer.py")
-    graded = grade("transformer", str(folder), training=False, limits=LIMITS)
-    check_outcome(name, graded.verdicts)
-    data = report.results(graded.verdicts, graded.seconds)
-    report.write_results(results_file, data)
+def test_corpus_submission_gets_the_intended_outcome(name, corpus_batch):
+    """Its verdicts in the shared batch, and the results.json the batch wrote for it."""
+    verdicts = corpus_batch["verdicts"][name]
+    check_outcome(name, verdicts)
+    results_file = Path(corpus_batch["out"]) / name / "results.json"
     written = json.loads(results_file.read_text())
     assert_gradescope_schema(written)
-    assert written["score"] == sum(v.points for v in graded.verdicts) <= graded.max_score
+    assert written["score"] == sum(v.points for v in verdicts) <= MAX
     text = results_file.read_text()
     assert len(text) < 50_000  # no flood reaches the report
     assert "\\u001b" not in text and "<script" not in text and "onerror" not in text
-    table = report.table("transformer", graded.verdicts, graded.seconds).splitlines()
+    table = report.table("transformer", verdicts, 1.0).splitlines()
     assert [line for line in table if line.startswith("total")] == table[-1:]
 
 
@@ -161,20 +192,11 @@ def check_outcome(name: str, verdicts, expected: dict = EXPECTED) -> None:
             assert "\n" not in v.message and len(v.message) < 600 and v.message.isprintable()
 
 
-def test_the_whole_corpus_in_one_batch(tmp_path, listener, run_uids):
-    """Every corpus submission graded side by side, two at a time: same outcomes as alone."""
-    names = sorted(EXPECTED)
-    folders = [submission(name, tmp_path / name, results=tmp_path / name / "results.json",
-                          port=listener,
-                          fixture=paths.fixture_file("transformer", "autograder_expected"),
-                          solution=paths.SOLUTIONS / "transformer.py") for name in names]
-    results = grade_all(folders, "transformer", tmp_path / "out", jobs=2, training=False,
-                        progress=False, limits=LIMITS)
-    assert sorted(results) == names
-    for name in names:
-        check_outcome(name, results[name])
-        assert_gradescope_schema(json.loads((tmp_path / "out" / name / "results.json").read_text()))
-    assert sandbox_processes(run_uids) == []
+def test_the_whole_corpus_in_one_batch(corpus_batch):
+    """Every corpus submission graded (its outcome: the test above), and nothing left
+    running as any uid the batch's workers had."""
+    assert sorted(corpus_batch["verdicts"]) == sorted(EXPECTED)
+    assert corpus_batch["uids"] and sandbox_processes(set(corpus_batch["uids"])) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="container mode needs root")
