@@ -62,6 +62,9 @@ class Limits:
     case_time: float | None = None  # caps every case's own time limit (tests, quick runs)
     submission_time: float | None = None  # total for all of a submission's cases
     threads: int = 0               # torch intra-op threads; 0 keeps torch's default
+    cpu_share: float | None = None  # cores the worker's cgroup may use; None: `threads` (or
+    #                                every core). The tests hold training cases to 2/3: what
+    #                                a 2-core machine leaves one beside two busy processes
     tmp_bytes: int = 256 << 20     # size of the private /tmp and of /dev/shm
     file_bytes: int = 256 << 20    # largest file the worker may write
     insecure: bool | None = False  # True: limits only; None: only where nothing is secret
@@ -247,7 +250,8 @@ class Worker:
         if mode.secure and cgroups.hierarchy() and cgroups.hierarchy().bases:
             try:
                 self.cgroup = cgroups.Cgroup(limits.memory, limits.processes,
-                                             limits.threads or os.cpu_count() or 1)
+                                             limits.cpu_share or limits.threads
+                                             or os.cpu_count() or 1)
             except OSError:
                 self.cgroup = None  # named by missing_limits() when it is the host's doing
         config = self.config(assignment, jobs, device, uid)

@@ -13,7 +13,7 @@ from pathlib import Path
 from grader import paths
 import torch
 
-from grader import authoring
+from grader import authoring, cgroups
 from grader.audit import audit, judged, load_implementations, run_here
 from grader.authoring import one_thread, write_variant
 from grader.cases import Verdict, explain, only_tensors
@@ -154,14 +154,24 @@ def once(cache: Path, key: str, compute) -> str:
         return saved.read_text()
 
 
+HELD_SHARE = 2 / 3  # of a core: what a 2-core machine leaves a case beside two busy ones
+
+
 def sandbox_trained(assignment: str, case: str, busy: int, cache: Path):
-    """The reference's verdict on one training case through the sandbox, beside `busy` busy
-    processes, run once for every test (and every xdist worker) that shares `cache`."""
+    """The reference's verdict on one training case through the sandbox, run once for every
+    test (and every xdist worker) that shares `cache`: beside `busy` busy processes, or, with
+    none, its worker held to HELD_SHARE of a core by its cgroup (the same slowdown as two
+    busy processes on this machine, without burning the cores the other tests need)."""
+    held = busy == 0 and cgroups.hierarchy() is not None \
+        and cgroups.hierarchy().base("cpu") is not None
+
     def train() -> str:
+        limits = Limits(cpu_share=HELD_SHARE) if held else None
         with busy_processes(busy):
-            (verdict,) = grade(assignment, "solutions", device="cpu", cases=[case]).verdicts
+            (verdict,) = grade(assignment, "solutions", device="cpu", cases=[case],
+                               limits=limits).verdicts
         return json.dumps(dataclasses.asdict(verdict))
-    key = f"trained-{assignment}-{case.replace('/', '-')}-busy{busy}"
+    key = f"trained-{assignment}-{case.replace('/', '-')}-" + ("held" if held else f"busy{busy}")
     return Verdict(**json.loads(once(cache, key, train)))
 
 

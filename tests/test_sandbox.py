@@ -947,10 +947,12 @@ def record(init, calls: list):
 @needs_sandbox
 @pytest.mark.skipif(cgroups.hierarchy() is None or len(cgroups.hierarchy().bases) < 3,
                     reason=f"not every cgroup controller here: {cgroups.missing()}")
-def test_a_worker_and_its_children_share_one_limited_cgroup(tmp_path):
+@pytest.mark.parametrize("cpu_share,cores", [(None, 1), (2 / 3, 2 / 3)])
+def test_a_worker_and_its_children_share_one_limited_cgroup(tmp_path, cpu_share, cores):
     """Memory (children and shared memory counted), tasks and a CPU quota of `threads`
-    cores, written before the worker joins; its children are born in it."""
-    limits = Limits(threads=1, memory=768 << 20, processes=48)
+    cores (or `cpu_share`, which the tests' training runs use), written before the worker
+    joins; its children are born in it."""
+    limits = Limits(threads=1, memory=768 << 20, processes=48, cpu_share=cpu_share)
     folder = module_with(tmp_path / "sub", extra="import subprocess\n_sleeper = subprocess."
                          "Popen(['sleep', '30'])\n" + SLOW_CASE)
 
@@ -969,7 +971,8 @@ def test_a_worker_and_its_children_share_one_limited_cgroup(tmp_path):
     assert found, "the worker and its child were never both in their group"
     assert (found.get("memory.limit_in_bytes") or found["memory.max"]) == [str(768 << 20)]
     assert found["pids.max"] == ["48"]
-    assert found.get("cpu.cfs_quota_us", found.get("cpu.max", [""])[:1]) == [str(PERIOD)]
+    assert found.get("cpu.cfs_quota_us", found.get("cpu.max", [""])[:1]) == \
+        [str(int(cores * PERIOD))]
 
 
 PERIOD = cgroups.PERIOD_US
