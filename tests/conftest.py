@@ -3,7 +3,8 @@
 `--assignment A` (make test A=...) keeps A's tests and the engine's: a test belongs to an
 assignment through its `assignment` parameter or its file (`tests/test_<a>.py`), and every
 other test is the engine's. `--full` (make test-full) adds the tests marked `full` and audits
-on FULL_AUDIT_SEEDS seeds. `--busy N` runs the training cases beside N busy processes.
+on FULL_AUDIT_SEEDS seeds. `--busy N` runs the training cases beside N busy processes
+(without it, each is held to 2/3 of a core by its cgroup where the cpu controller exists).
 The longest tests come first, so that with `pytest -n 2 --dist load --maxschedchunk 1` (make
 test) no worker is left with a long test while the other has nothing to do.
 """
@@ -106,7 +107,8 @@ def shared_folder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained(request, shared_folder):
     """trained(A, case): the reference's sandboxed verdict on one training case, run once per
-    session (xdist workers share it), beside `--busy N` busy processes (none by default)."""
+    session (xdist workers share it), beside `--busy N` busy processes, or held to 2/3 of a
+    core without them (`helpers.sandbox_trained`)."""
     busy = request.config.getoption("busy")
     return lambda assignment, case: sandbox_trained(assignment, case, busy, shared_folder)
 
