@@ -997,7 +997,8 @@ def train_loop_call(m, x, device):
 suite.add(Case(
     "summarize/train_loop", 2, train_loop_inputs, train_loop_call, tol=TRAIN_LOOP_TOL,
     time_limit=120.0,  # torch.optim's first AdamW imports torch._dynamo: seconds of setup
-    hint="draw each batch with dlkit.train.batches(len(documents), batch_size, "
+    hint="(run on a small stand-in model that has the Transformer's encode and decode) "
+         "draw each batch with dlkit.train.batches(len(documents), batch_size, "
          "Generator().manual_seed(seed)), collate, decode(encode), masked_token_loss, AdamW "
          "(weight decay 0.01), clip to norm 1, lr * warmup_cosine(step, steps, warmup); "
          "on_step(step, steps, loss) with step = 1 after the first step; model.eval() at the end"))
