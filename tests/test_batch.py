@@ -454,7 +454,10 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_and_leaves_nothing_half_written(t
     folders = []
     for n in range(6):
         (tmp_path / f"s{n}").mkdir()
-        (tmp_path / f"s{n}" / f"{A}.py").write_text(REFERENCE)
+        # s0 sleeps while it is imported: the batch is still grading when Ctrl-C comes,
+        # however loaded the machine (a batch of fast ones could finish first)
+        slow = "\n\nimport time\ntime.sleep(45)\n" if n == 0 else ""
+        (tmp_path / f"s{n}" / f"{A}.py").write_text(REFERENCE + slow)
         folders.append(str(tmp_path / f"s{n}"))
     out = tmp_path / "out"
     run = subprocess.Popen(
