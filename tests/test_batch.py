@@ -455,7 +455,7 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_and_leaves_nothing_half_written(t
     for n in range(6):
         (tmp_path / f"s{n}").mkdir()
         # s0 sleeps while it is imported: the batch is still grading when Ctrl-C comes,
-        # however loaded the machine (a batch of fast ones could finish first)
+        # however loaded the machine
         slow = "\n\nimport time\ntime.sleep(45)\n" if n == 0 else ""
         (tmp_path / f"s{n}" / f"{A}.py").write_text(REFERENCE + slow)
         folders.append(str(tmp_path / f"s{n}"))
@@ -463,7 +463,10 @@ def test_ctrl_c_on_a_local_cluster_is_one_line_and_leaves_nothing_half_written(t
     run = subprocess.Popen(
         [sys.executable, "-m", "grader", "batch", *folders, "--assignment", A, "--no-training",
          "--scheduler", "local:2", "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as from a terminal: a run started in the background without job control (nohup,
+        # a script's `&`) passes SIGINT down ignored, and Python then never sees Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not list(out.glob("*/results.json")):
         time.sleep(0.2)  # wait until grading is under way
