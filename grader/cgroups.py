@@ -90,6 +90,12 @@ def v2_hierarchy(own: dict) -> Hierarchy:
     return Hierarchy(2, tuple((c, base) for c in usable), tuple(problems))
 
 
+def controls(controller: str) -> bool:
+    """Whether this grader can limit `controller` ("memory", "pids", "cpu") here."""
+    found = hierarchy()
+    return found is not None and found.base(controller) is not None
+
+
 @functools.lru_cache(maxsize=None)
 def hierarchy() -> Hierarchy | None:
     """The cgroup hierarchy this grader can use, or None (not root, none mounted)."""

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers import ASSIGNMENTS, Proof, sandbox_trained  # noqa: E402
+from helpers import ASSIGNMENTS, Proof, recorded_run_uids, sandbox_trained  # noqa: E402
 
 AUDIT_SEEDS = 2        # make test: fresh seeds per case (the two stored sets are judged too)
 FULL_AUDIT_SEEDS = 20  # make test-full
@@ -114,14 +114,7 @@ def trained(request, shared_folder):
 
 
 @pytest.fixture
-def run_uids(monkeypatch) -> set:
+def run_uids() -> set:
     """The per-run uids this test's workers got (other graders may be running meanwhile)."""
-    from grader import isolation
-    got, allocate = set(), isolation.RunUid.__init__
-
-    def recording(self):
-        allocate(self)
-        got.add(self.uid)
-
-    monkeypatch.setattr(isolation.RunUid, "__init__", recording)
-    return got
+    with recorded_run_uids() as got:
+        yield got

@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from grader import paths
 import torch
 
-from grader import authoring, cgroups
+from grader import authoring, cgroups, isolation, paths
 from grader.audit import audit, judged, load_implementations, run_here
 from grader.authoring import one_thread, write_variant
 from grader.cases import Verdict, explain, only_tensors
@@ -74,7 +73,7 @@ class Proof:
                         for case in self.cases}
         if kind != "mutants":  # only the mutants' runs have a second reader
             return run()
-        return saved_once(self.shared, f"ran-{self.assignment}-{kind}-{name}-{which}", run)
+        return once(self.shared, f"ran-{self.assignment}-{kind}-{name}-{which}", run)
 
     @functools.cache
     def verdicts(self, kind: str, name: str, which: str) -> list:
@@ -108,17 +107,6 @@ def storable(ran: tuple) -> tuple:
     return (outputs if only_tensors(outputs) else plain(outputs)), error, changed
 
 
-def saved_once(cache: Path, key: str, compute):
-    """compute() -> a torch-saveable object, computed once for every test (and every xdist
-    worker) sharing `cache`."""
-    saved = cache / f"{key}.pt"
-    with open(cache / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not saved.is_file():
-            torch.save(compute(), saved)
-        return torch.load(saved, weights_only=False)  # written by this test run
-
-
 def assert_same_verdicts(sandboxed: list, in_process: list) -> None:
     """Identical verdicts, case by case; errors may differ by rounding (other thread counts)."""
     assert [v.name for v in sandboxed] == [v.name for v in in_process]
@@ -143,15 +131,30 @@ def busy_processes(count: int):
             process.wait()
 
 
-def once(cache: Path, key: str, compute) -> str:
-    """compute() -> str, run once for every test (and every xdist worker) sharing `cache`:
-    a second caller waits for the first, then reads its result."""
-    saved = cache / f"{key}.txt"
+def once(cache: Path, key: str, compute):
+    """compute() (any value torch.save keeps), run once for every test (and every xdist
+    worker) sharing `cache`: a second caller waits for the first, then reads its result."""
+    saved = cache / f"{key}.pt"
     with open(cache / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not saved.is_file():
-            saved.write_text(compute())
-        return saved.read_text()
+            torch.save(compute(), saved)
+        return torch.load(saved, weights_only=False)  # written by this test run
+
+
+@contextlib.contextmanager
+def recorded_run_uids():
+    """Yields the set of per-run uids the sandbox's workers get while the block runs."""
+    got, allocate = set(), isolation.RunUid.__init__
+
+    def recording(self):
+        allocate(self)
+        got.add(self.uid)
+    isolation.RunUid.__init__ = recording
+    try:
+        yield got
+    finally:
+        isolation.RunUid.__init__ = allocate
 
 
 HELD_SHARE = 2 / 3  # of a core: what a 2-core machine leaves a case beside two busy ones
@@ -162,8 +165,7 @@ def sandbox_trained(assignment: str, case: str, busy: int, cache: Path):
     test (and every xdist worker) that shares `cache`: beside `busy` busy processes, or, with
     none, its worker held to HELD_SHARE of a core by its cgroup (the same slowdown as two
     busy processes on this machine, without burning the cores the other tests need)."""
-    held = busy == 0 and cgroups.hierarchy() is not None \
-        and cgroups.hierarchy().base("cpu") is not None
+    held = busy == 0 and cgroups.controls("cpu")
 
     def train() -> str:
         limits = Limits(cpu_share=HELD_SHARE) if held else None

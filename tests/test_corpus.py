@@ -22,11 +22,11 @@ from grader.grade import grade, grade_outputs
 from grader.cases import Verdict
 from grader.sandbox import Limits
 from grader.suites import load_suite
-from helpers import assert_gradescope_schema, cli, once
+from helpers import assert_gradescope_schema, cli, once, recorded_run_uids
 
 CORPUS = Path(__file__).parent / "corpus"
 ALL = "*"
-MEMORY_CGROUP = cgroups.hierarchy() is not None and cgroups.hierarchy().base("memory") is not None
+MEMORY_CGROUP = cgroups.controls("memory")
 # file -> (cases that must fail, pattern their message must match)
 EXPECTED = {
     "syntax_error": (ALL, r"syntax error in transformer\.py line \d+"),
@@ -145,17 +145,9 @@ def corpus_batch(shared_folder, listener) -> dict:
                               port=listener,
                               fixture=paths.fixture_file("transformer", "autograder_expected"),
                               solution=paths.SOLUTIONS / "transformer.py") for name in names]
-        uids, allocate = set(), isolation.RunUid.__init__
-
-        def recording(self):
-            allocate(self)
-            uids.add(self.uid)
-        isolation.RunUid.__init__ = recording
-        try:
+        with recorded_run_uids() as uids:
             results = grade_all(folders, "transformer", folder / "out", jobs=2, training=False,
                                 progress=False, limits=LIMITS)
-        finally:
-            isolation.RunUid.__init__ = allocate
         return json.dumps({"verdicts": {k: [asdict(v) for v in verdicts]
                                         for k, verdicts in results.items()},
                            "out": str(folder / "out"), "uids": sorted(uids)})

@@ -510,7 +510,7 @@ def test_an_unreadable_zip_is_a_one_line_submission_error(tmp_path, kind, why):
 # ---------------------------------------------------------------------------------------
 
 needs_memory_cgroup = pytest.mark.skipif(
-    cgroups.hierarchy() is None or cgroups.hierarchy().base("memory") is None,
+    not cgroups.controls("memory"),
     reason=f"no memory cgroup here: {cgroups.missing()}")
 
 
@@ -978,8 +978,7 @@ def test_a_worker_and_its_children_share_one_limited_cgroup(tmp_path, cpu_share,
 PERIOD = cgroups.PERIOD_US
 
 
-@pytest.mark.skipif(cgroups.hierarchy() is None or cgroups.hierarchy().base("cpu") is None,
-                    reason="no cpu cgroup here")
+@pytest.mark.skipif(not cgroups.controls("cpu"), reason="no cpu cgroup here")
 def test_the_cpu_quota_holds_a_busy_process_to_its_share():
     """A busy process in a group of 0.05 cores gets no more than that (an upper bound: a
     loaded machine only gives it less)."""
