@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dlkit.utils import load_assignment
-from grader import paths
+from grader import paths, reach
 from grader.authoring import (case_inputs, expected_outputs, load_variants, one_thread, oracles,
-                              run_on_copy)
+                              run_on_copy, variant_source)
 from grader.cases import Verdict
 from grader.grade import verdict as graded_verdict
 from grader.sandbox import clean_message, plain
@@ -98,10 +98,20 @@ class Implementations:
     equivalents: dict
     mutants: dict
     shortcuts: dict  # {implementation: {case: message}} of the library-shortcut policy
+    touched: dict    # {variant: what it rewrites (`reach.touched`)}
 
     @property
     def correct(self) -> dict:
         return {"reference": ("the reference", self.reference), **self.equivalents}
+
+    def reused(self, name: str, reference_ran: tuple, calls: frozenset,
+               every_case: bool = False) -> tuple | None:
+        """The reference's run of a case (`reference_ran`, which made `calls`) where it is
+        also `name`'s run: the reference itself, or (unless `every_case`) a variant whose
+        rewritten functions the case never calls. None: `name` must run the case itself."""
+        if name == "reference" or not (every_case or reach.reaches(self.touched[name], calls)):
+            return reference_ran
+        return None
 
 
 def load_implementations(assignment: str, folder: Path) -> Implementations:
@@ -110,21 +120,28 @@ def load_implementations(assignment: str, folder: Path) -> Implementations:
     equivalents = load_variants(assignment, "equivalents", folder)
     mutants = load_variants(assignment, "mutants", folder)
     shortcuts = library_shortcuts(assignment, load_suite(assignment), [*equivalents], [*mutants])
-    return Implementations(load_assignment(assignment, paths.SOLUTIONS), equivalents, mutants,
-                           shortcuts)
+    reference = load_assignment(assignment, paths.SOLUTIONS)
+    source = (paths.SOLUTIONS / f"{assignment}.py").read_text()
+    touched = {name: reach.touched(source, variant_source(assignment, name, kind),
+                                   vars(reference))
+               for kind, names in (("equivalents", equivalents), ("mutants", mutants))
+               for name in names}
+    return Implementations(reference, equivalents, mutants, shortcuts, touched)
 
 
 def audit(assignment: str, seeds: int = 5, cases=None, progress=None,
-          implementations: Implementations | None = None) -> Audit:
-    """Audit on `seeds` fresh seeds per case; `implementations` reuses modules already loaded."""
+          implementations: Implementations | None = None, every_case: bool = False) -> Audit:
+    """Audit on `seeds` fresh seeds per case; `implementations` reuses modules already loaded.
+    A variant runs only on the cases that reach what it rewrites (`grader.reach`), unless
+    `every_case`."""
     with one_thread(), tempfile.TemporaryDirectory() as tmp:
         loaded = implementations or load_implementations(assignment, Path(tmp))
         sys.modules[assignment] = loaded.reference  # the name the suite's helpers look up
-        return run_audit(assignment, seeds, cases, progress, loaded)
+        return run_audit(assignment, seeds, cases, progress, loaded, every_case)
 
 
 def run_audit(assignment: str, seeds: int, cases, progress,
-              loaded: Implementations) -> Audit:
+              loaded: Implementations, every_case: bool = False) -> Audit:
     chosen = load_suite(assignment).select(cases, training=False)
     known_oracles = oracles(assignment)
     results = [CaseAudit(c.name, c.tol, c.seeded) for c in chosen]
@@ -139,15 +156,19 @@ def run_audit(assignment: str, seeds: int, cases, progress,
             inputs = case_inputs(case, case.seed(base))
             expected = {"expected": expected_outputs(case, inputs, loaded.reference,
                                                      known_oracles)}
+            reference_ran, calls = reach.called(
+                loaded.reference, lambda: run_here(case, loaded.reference, inputs))
             for name, (_, module) in loaded.correct.items():
-                verdict = judged(case, module, inputs, expected, loaded.shortcuts[name])
+                verdict = judged(case, module, inputs, expected, loaded.shortcuts[name],
+                                 loaded.reused(name, reference_ran, calls, every_case))
                 error = error_of(verdict)
                 if error >= row.worst_correct:
                     row.worst_correct, row.worst_correct_by = error, name
                 if not verdict.passed:
                     row.correct_failures.append(f"{name}@{number}: {verdict.message}")
             for name, (_, module) in loaded.mutants.items():
-                verdict = judged(case, module, inputs, expected, loaded.shortcuts[name])
+                verdict = judged(case, module, inputs, expected, loaded.shortcuts[name],
+                                 loaded.reused(name, reference_ran, calls, every_case))
                 if verdict.passed:
                     row.slipped.setdefault(name, []).append(number)
                     continue
@@ -169,7 +190,6 @@ def run_audit(assignment: str, seeds: int, cases, progress,
 def library_shortcuts(assignment: str, suite, equivalents, mutants) -> dict:
     """{implementation: {case: message}}: what the library-shortcut policy (read from each
     one's source, as `grade` does) costs the reference, every equivalent and every mutant."""
-    from grader.authoring import variant_source
     from grader.policy import violations
     found = {"reference": violations((paths.SOLUTIONS / f"{assignment}.py").read_bytes(), suite)}
     for kind, names in (("equivalents", equivalents), ("mutants", mutants)):

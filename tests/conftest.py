@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers import ASSIGNMENTS, Proof, recorded_run_uids, sandbox_trained  # noqa: E402
 
-AUDIT_SEEDS = 2        # make test: fresh seeds per case (the two stored sets are judged too)
+AUDIT_SEEDS = 1        # make test: a fresh seed per case (the two stored sets are judged too)
 FULL_AUDIT_SEEDS = 20  # make test-full
 # The tests that take a minute or more (measured with tests/benchtests.py), run first in
 # this order, so that only short tests are left for the end.
@@ -82,15 +82,15 @@ def audit_seeds(request) -> int:
 
 
 @pytest.fixture(scope="session")
-def proof(tmp_path_factory, shared_folder):
+def proof(request, tmp_path_factory, shared_folder):
     """proof(A): assignment A's `Proof`, built once per session (per xdist worker; their
-    runs of each variant are shared)."""
+    runs of each variant are shared); with --full every variant runs every case."""
     built = {}
 
     def of(assignment: str) -> Proof:
         if assignment not in built:
             built[assignment] = Proof(assignment, tmp_path_factory.mktemp(assignment),
-                                      shared_folder)
+                                      shared_folder, every_case=request.config.getoption("full"))
         return built[assignment]
     return of
 

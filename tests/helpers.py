@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from grader import authoring, cgroups, isolation, paths
+from grader import authoring, cgroups, isolation, paths, reach
 from grader.audit import audit, judged, load_implementations, run_here
 from grader.authoring import one_thread, write_variant
 from grader.cases import Verdict, explain, only_tensors
@@ -46,17 +46,34 @@ class Proof:
     The reference, every equivalent and every mutant are imported once (instructor code);
     each is judged on a stored fixture set case by case, as `grade` judges a sandboxed run
     (`grader.audit.judged`: the expected values, and the stored outputs of the known mistakes
-    to name one); the audit on fresh seeds reuses the same modules."""
+    to name one); the audit on fresh seeds reuses the same modules. A variant runs only the
+    cases that call a function it rewrites, and takes the reference's run of the others
+    (`grader.reach`); with `every_case` (make test-full) it runs every case."""
 
-    def __init__(self, assignment: str, folder: Path, shared: Path):
+    def __init__(self, assignment: str, folder: Path, shared: Path, every_case: bool = False):
         self.assignment = assignment
         self.implementations = load_implementations(assignment, folder)
         self.cases = load_suite(assignment).select(None, training=False)
         self.shared = shared
+        self.every_case = every_case
 
     @functools.cache
     def fixture_set(self, which: str) -> tuple[dict, dict]:
         return inputs_and_expected(self.assignment, which)
+
+    def reference_runs(self, which: str) -> dict:
+        """{case: (`run_here`'s result, the functions it called)} of the reference on the
+        fixture set `which`, run once for every test and xdist worker of this session."""
+        reference, inputs = self.implementations.reference, self.fixture_set(which)[0]
+
+        def recorded(case) -> tuple:
+            return reach.called(reference,
+                                lambda: storable(run_here(case, reference, inputs[case.name])))
+
+        def run() -> dict:
+            with one_thread():
+                return {case.name: recorded(case) for case in self.cases if case.name in inputs}
+        return once(self.shared, f"ran-{self.assignment}-reference-{which}", run)
 
     @functools.cache
     def ran(self, kind: str, name: str, which: str) -> dict:
@@ -65,12 +82,17 @@ class Proof:
         test and xdist worker of this session (the fixture check reads its outputs too)."""
         def run() -> dict:
             module = getattr(self.implementations, kind)[name][1]
-            inputs = self.fixture_set(which)[0]
+            inputs, reference = self.fixture_set(which)[0], self.reference_runs(which)
+            found = {}
             with one_thread():  # many small kernels: much faster than contended threads
-                return {case.name: storable(run_here(case, module, inputs[case.name])
-                                            if case.name in inputs else
-                                            (None, "no stored inputs (stale fixtures)", None))
-                        for case in self.cases}
+                for case in self.cases:
+                    if case.name not in inputs:
+                        found[case.name] = (None, "no stored inputs (stale fixtures)", None)
+                        continue
+                    found[case.name] = (self.implementations.reused(
+                        name, *reference[case.name], self.every_case)
+                        or storable(run_here(case, module, inputs[case.name])))
+            return found
         if kind != "mutants":  # only the mutants' runs have a second reader
             return run()
         return once(self.shared, f"ran-{self.assignment}-{kind}-{name}-{which}", run)
@@ -97,7 +119,8 @@ class Proof:
 
     @functools.cache
     def audit(self, seeds: int):
-        return audit(self.assignment, seeds=seeds, implementations=self.implementations)
+        return audit(self.assignment, seeds=seeds, implementations=self.implementations,
+                     every_case=self.every_case)
 
 
 def storable(ran: tuple) -> tuple:

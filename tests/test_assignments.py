@@ -88,7 +88,7 @@ def test_sandbox_and_in_process_verdicts_agree(assignment, kind, name, fixture_s
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_audit_is_clean_on_fresh_seeds(assignment, proof, audit_seeds):
-    """Every equivalent passes and every mutant is caught on new seeds per case (2, or 20
+    """Every equivalent passes and every mutant is caught on a new seed per case (1, or 20
     with --full)."""
     result = proof(assignment).audit(audit_seeds)
     assert result.clean, table(result)

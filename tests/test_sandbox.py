@@ -239,9 +239,15 @@ def test_outputs_file_over_the_cap_is_not_read(tmp_path):
 # Time budgets
 # ---------------------------------------------------------------------------------------
 
+# A case that never returns, asleep: the budgets are wall-clock time, and a spinning loop
+# (the corpus's infinite_loop) would burn a core the other tests need for the whole budget.
+NEVER_RETURNS = ("def sinusoidal_positions(n, d):\n    while True:\n"
+                 "        __import__('time').sleep(1)\n")
+
+
 @needs_sandbox
 def test_a_submission_has_a_total_time_budget(tmp_path):
-    folder = module_with(tmp_path / "sub", "infinite_loop")
+    folder = module_with(tmp_path / "sub", extra=NEVER_RETURNS)
     started = time.monotonic()
     graded = grade("transformer", folder, training=False,
                    cases=["positions/sinusoidal", "positions/make_positions"],
@@ -596,7 +602,7 @@ def test_an_all_hang_submission_ends_within_its_budget(tmp_path):
 def test_grade_gives_every_submission_the_default_budget(tmp_path, monkeypatch):
     """grade (and with it Gradescope and batch) applies `submission_budget` by itself."""
     monkeypatch.setattr(sandbox, "BUDGET_FACTOR", 0.0)  # the budget is the start-up time
-    folder = module_with(tmp_path / "sub", "infinite_loop")
+    folder = module_with(tmp_path / "sub", extra=NEVER_RETURNS)
     started = time.monotonic()
     graded = grade("transformer", folder, training=False,
                    cases=["positions/sinusoidal", "positions/make_positions"],
