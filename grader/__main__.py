@@ -160,7 +160,8 @@ def cmd_batch(args) -> int:
                          scheduler=args.scheduler, resume=args.resume,
                          roster=Path(args.roster) if args.roster else None,
                          metadata=Path(args.metadata) if args.metadata else None,
-                         visibility=args.visibility, class_report=not args.no_report)
+                         visibility=args.visibility, class_report=not args.no_report,
+                         cases=args.cases)
     seconds = time.monotonic() - started
     graded = len(result.regraded)
     kept = len(result.outcomes) - graded
@@ -309,6 +310,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default="graded", help="output folder (default ./graded)")
     s.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     s.add_argument("--no-training", action="store_true", help="skip the training cases")
+    s.add_argument("--cases", nargs="+", metavar="CASE",
+                   help="only these cases (e.g. to regrade one after a fix)")
     s.add_argument("--case-time", type=float, help="cap every case's time limit (seconds)")
     s.add_argument("--submission-time", type=float,
                    help="total seconds per submission (default: half the sum of its cases' "

@@ -125,7 +125,8 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
                 limits: Limits | None = None, progress: bool = True,
                 scheduler: str | None = None, resume: bool = False,
                 roster: Path | None = None, metadata: Path | None = None,
-                visibility: str | None = None, class_report: bool = True) -> ClassResult:
+                visibility: str | None = None, class_report: bool = True,
+                cases: list[str] | None = None) -> ClassResult:
     """Grade every submission and write the results, the gradebook, the LMS export and the
     class report.
 
@@ -136,9 +137,10 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
     With `resume`, a submission whose grading.json records the same bytes and grader version
     is kept as it is. `roster` (CSV) and `metadata` (Gradescope's submission_metadata.yml,
     found beside the submissions by default) name the students; `visibility` overrides the
-    suite's Gradescope visibility rules (grader/report.py). A `submission_metadata.yml`
-    among `submissions` is read as metadata, not graded."""
-    setup = checked_setup(assignment, which, None, training)  # one line before anyone
+    suite's Gradescope visibility rules (grader/report.py). `cases` (names or parts, as
+    `grade` takes them) grades only those. A `submission_metadata.yml` among `submissions`
+    is read as metadata, not graded."""
+    setup = checked_setup(assignment, which, cases, training)  # one line before anyone
     shown = report.visibility_of(assignment, visibility)
     # `batch export/submission_*` also matches Gradescope's metadata, which is no submission.
     submissions = [Path(p) for p in submissions if Path(p).name != METADATA]
@@ -151,6 +153,8 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
     if not limits.threads:
         limits.threads = max(1, (os.cpu_count() or 1) // jobs)
     options = dict(device=device, which=setup.which, training=training, limits=limits)
+    if cases:
+        options["cases"] = [case.name for case in setup.cases]
     version = grader_version(assignment, options)
     items = list(zip(unique_ids(submissions), submissions))
     digests = {sid: submission_digest(path) for sid, path in items}
@@ -235,7 +239,8 @@ def grader_version(assignment: str, options: dict) -> str:
                               "training": options["training"],
                               "case_time": limits.case_time,
                               "submission_time": limits.submission_time,
-                              "insecure": limits.insecure}, sort_keys=True).encode())
+                              "insecure": limits.insecure, "cases": options.get("cases")},
+                             sort_keys=True).encode())
     return digest.hexdigest()
 
 

@@ -43,17 +43,30 @@ def check_with(assignment: str, planted: str | None):
     return leaks.check(assignment)
 
 
+def child():
+    """A child process for leaks.check: whatever a candidate does to its process (limits, a
+    seccomp filter, signal handlers) never reaches this test process. Spawned, not forked: a
+    fork of a process whose OpenMP threads ran can deadlock in libgomp."""
+    return multiprocessing.get_context("spawn").Pool(1)
+
+
 def checked_apart(assignment: str, planted: str | None = None):
-    """leaks.check in a fresh child process: whatever a candidate does to its process
-    (limits, a seccomp filter, signal handlers) never reaches this test process. Spawned, not
-    forked: a fork of a process whose OpenMP threads ran can deadlock in libgomp."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
+    """leaks.check in a fresh child process."""
+    with child() as pool:
         return pool.apply(check_with, (assignment, planted))
 
 
+@pytest.fixture(scope="module")
+def checker():
+    """One child for every assignment's check this worker runs, as `python -m grader leaks`
+    checks them all in one process (torch and the candidates are imported once)."""
+    with child() as pool:
+        yield lambda assignment: pool.apply(check_with, (assignment, None))
+
+
 @pytest.mark.parametrize("assignment", solution_names())
-def test_nothing_students_receive_or_the_worker_imports_passes_a_case(assignment):
-    report = checked_apart(assignment)
+def test_nothing_students_receive_or_the_worker_imports_passes_a_case(assignment, checker):
+    report = checker(assignment)
     assert not report.leaks, "\n".join(map(str, report.leaks))
     assert report.probed > 0  # candidates were really tried in place of the parts
 
