@@ -130,18 +130,20 @@ def load_implementations(assignment: str, folder: Path) -> Implementations:
 
 
 def audit(assignment: str, seeds: int = 5, cases=None, progress=None,
-          implementations: Implementations | None = None, every_case: bool = False) -> Audit:
+          implementations: Implementations | None = None, every_case: bool = False,
+          made=None) -> Audit:
     """Audit on `seeds` fresh seeds per case; `implementations` reuses modules already loaded.
     A variant runs only on the cases that reach what it rewrites (`grader.reach`), unless
-    `every_case`."""
+    `every_case`. made(variant, case): its `run_here` result of an unseeded case (the same
+    on every seed) when the caller has one already, else None."""
     with one_thread(), tempfile.TemporaryDirectory() as tmp:
         loaded = implementations or load_implementations(assignment, Path(tmp))
         sys.modules[assignment] = loaded.reference  # the name the suite's helpers look up
-        return run_audit(assignment, seeds, cases, progress, loaded, every_case)
+        return run_audit(assignment, seeds, cases, progress, loaded, every_case, made)
 
 
-def run_audit(assignment: str, seeds: int, cases, progress,
-              loaded: Implementations, every_case: bool = False) -> Audit:
+def run_audit(assignment: str, seeds: int, cases, progress, loaded: Implementations,
+              every_case: bool = False, made=None) -> Audit:
     chosen = load_suite(assignment).select(cases, training=False)
     known_oracles = oracles(assignment)
     results = [CaseAudit(c.name, c.tol, c.seeded) for c in chosen]
@@ -158,9 +160,16 @@ def run_audit(assignment: str, seeds: int, cases, progress,
                                                      known_oracles)}
             reference_ran, calls = reach.called(
                 loaded.reference, lambda: run_here(case, loaded.reference, inputs))
+
+            def ran(name: str) -> tuple | None:
+                """A run of `name` on this case made already; None: it runs here."""
+                found = loaded.reused(name, reference_ran, calls, every_case)
+                if found is None and made and not case.seeded:
+                    found = made(name, case)
+                return found
             for name, (_, module) in loaded.correct.items():
                 verdict = judged(case, module, inputs, expected, loaded.shortcuts[name],
-                                 loaded.reused(name, reference_ran, calls, every_case))
+                                 ran(name))
                 error = error_of(verdict)
                 if error >= row.worst_correct:
                     row.worst_correct, row.worst_correct_by = error, name
@@ -168,7 +177,7 @@ def run_audit(assignment: str, seeds: int, cases, progress,
                     row.correct_failures.append(f"{name}@{number}: {verdict.message}")
             for name, (_, module) in loaded.mutants.items():
                 verdict = judged(case, module, inputs, expected, loaded.shortcuts[name],
-                                 loaded.reused(name, reference_ran, calls, every_case))
+                                 ran(name))
                 if verdict.passed:
                     row.slipped.setdefault(name, []).append(number)
                     continue

@@ -79,7 +79,9 @@ class Proof:
     def ran(self, kind: str, name: str, which: str) -> dict:
         """{case: `run_here`'s (outputs, error, changed)} of the equivalent or mutant `name`
         on the fixture set `which`: its verdicts read it, and a mutant's is run once for every
-        test and xdist worker of this session (the fixture check reads its outputs too)."""
+        test and xdist worker of this session (the fixture check reads its outputs too). A
+        case whose run cannot depend on the seed (`Case.seeded=False`) runs on the public set
+        only, and the other set and the audit read that run (not with `every_case`)."""
         def run() -> dict:
             module = getattr(self.implementations, kind)[name][1]
             inputs, reference = self.fixture_set(which)[0], self.reference_runs(which)
@@ -88,10 +90,12 @@ class Proof:
                 for case in self.cases:
                     if case.name not in inputs:
                         found[case.name] = (None, "no stored inputs (stale fixtures)", None)
-                        continue
-                    found[case.name] = (self.implementations.reused(
-                        name, *reference[case.name], self.every_case)
-                        or storable(run_here(case, module, inputs[case.name])))
+                    elif not (case.seeded or which == "public" or self.every_case):
+                        found[case.name] = self.ran(kind, name, "public")[case.name]
+                    else:
+                        found[case.name] = (self.implementations.reused(
+                            name, *reference[case.name], self.every_case)
+                            or storable(run_here(case, module, inputs[case.name])))
             return found
         if kind != "mutants":  # only the mutants' runs have a second reader
             return run()
@@ -119,8 +123,13 @@ class Proof:
 
     @functools.cache
     def audit(self, seeds: int):
+        def public_run(name: str, case) -> tuple | None:
+            if case.seeded or self.every_case:
+                return None
+            kind = "mutants" if name in self.implementations.mutants else "equivalents"
+            return self.ran(kind, name, "public")[case.name]
         return audit(self.assignment, seeds=seeds, implementations=self.implementations,
-                     every_case=self.every_case)
+                     every_case=self.every_case, made=public_run)
 
 
 def storable(ran: tuple) -> tuple:

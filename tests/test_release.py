@@ -196,6 +196,8 @@ def test_outputs_mode_scores_the_submitted_autograder_file(tmp_path):
     (["grade", "transformer", "--outputs", "/no/such.pt"], "no such file"),
     (["batch", "/no/such.zip", "--assignment", "transformer"], "no such submission"),
     (["batch", "solutions", "--assignment", "atention"], "unknown assignment 'atention'"),
+    (["batch", "solutions", "--assignment", "transformer", "--cases", "nosuch/case"],
+     "no case 'nosuch/case'"),
     (["mutant", "atention"], "unknown assignment 'atention'"),
     (["mutant", "attention", "no_sclae"], "no mutant 'no_sclae'"),
     (["fixtures", "atention"], "unknown assignment 'atention'"),
