@@ -20,13 +20,19 @@ from helpers import ASSIGNMENTS, Proof, recorded_run_uids, sandbox_trained  # no
 
 AUDIT_SEEDS = 1        # make test: a fresh seed per case (the two stored sets are judged too)
 FULL_AUDIT_SEEDS = 20  # make test-full
-# The tests that take a minute or more (measured with tests/benchtests.py), run first in
-# this order, so that only short tests are left for the end.
+# The tests that take half a minute or more (measured with tests/benchtests.py), run first
+# in this order, so that only short tests are left for the end; the last five mostly wait
+# (on sleeping cases, another user, a cluster) and overlap with the others' work.
 LONGEST_FIRST = ["test_reference_reaches_training_threshold",
                  "test_notebook_executes_with_the_reference",
                  "test_the_whole_corpus_in_one_batch",
                  "test_audit_is_clean_on_fresh_seeds",
-                 "test_generated_files_are_in_sync"]
+                 "test_generated_files_are_in_sync",
+                 "test_a_local_cluster_writes_the_same_gradebook_as_jobs",
+                 "test_a_worker_killed_mid_batch_costs_a_retry_not_a_row",
+                 "test_a_worker_and_its_children_share_one_limited_cgroup",
+                 "test_another_user_cannot_read_a_job_folder_or_the_lock_folder",
+                 "test_the_whole_corpus_in_container_mode"]
 
 
 def pytest_addoption(parser):
