@@ -19,7 +19,7 @@ from pathlib import Path
 from dlkit.utils import load_assignment
 from grader import paths, reach
 from grader.authoring import (case_inputs, expected_outputs, load_variants, one_thread, oracles,
-                              run_on_copy, variant_source)
+                              run_on_copy)
 from grader.cases import Verdict
 from grader.grade import verdict as graded_verdict
 from grader.sandbox import clean_message, plain
@@ -116,17 +116,18 @@ class Implementations:
 
 def load_implementations(assignment: str, folder: Path) -> Implementations:
     """The reference, every equivalent and every mutant, their files written under `folder`,
-    with what the library-shortcut policy costs each (read from its source, as `grade` does)."""
+    with what the library-shortcut policy costs each (read from its source, as `grade` does)
+    and what each variant rewrites."""
     equivalents = load_variants(assignment, "equivalents", folder)
     mutants = load_variants(assignment, "mutants", folder)
-    shortcuts = library_shortcuts(assignment, load_suite(assignment), [*equivalents], [*mutants])
     reference = load_assignment(assignment, paths.SOLUTIONS)
-    source = (paths.SOLUTIONS / f"{assignment}.py").read_text()
-    touched = {name: reach.touched(source, variant_source(assignment, name, kind),
-                                   vars(reference))
-               for kind, names in (("equivalents", equivalents), ("mutants", mutants))
-               for name in names}
-    return Implementations(reference, equivalents, mutants, shortcuts, touched)
+    sources = {name: Path(module.__file__).read_text()
+               for name, (_, module) in {"reference": (None, reference), **equivalents,
+                                         **mutants}.items()}
+    touched = {name: reach.touched(sources["reference"], source, vars(reference))
+               for name, source in sources.items() if name != "reference"}
+    return Implementations(reference, equivalents, mutants,
+                           library_shortcuts(load_suite(assignment), sources), touched)
 
 
 def audit(assignment: str, seeds: int = 5, cases=None, progress=None,
@@ -196,15 +197,11 @@ def run_audit(assignment: str, seeds: int, cases, progress, loaded: Implementati
     return Audit(assignment, seeds, results, escaped, whole_suite=not cases)
 
 
-def library_shortcuts(assignment: str, suite, equivalents, mutants) -> dict:
+def library_shortcuts(suite, sources: dict) -> dict:
     """{implementation: {case: message}}: what the library-shortcut policy (read from each
-    one's source, as `grade` does) costs the reference, every equivalent and every mutant."""
+    one's source, as `grade` does) costs each implementation of `sources` ({name: text})."""
     from grader.policy import violations
-    found = {"reference": violations((paths.SOLUTIONS / f"{assignment}.py").read_bytes(), suite)}
-    for kind, names in (("equivalents", equivalents), ("mutants", mutants)):
-        for name in names:
-            found[name] = violations(variant_source(assignment, name, kind).encode(), suite)
-    return found
+    return {name: violations(source.encode(), suite) for name, source in sources.items()}
 
 
 def run_here(case, module, inputs) -> tuple:

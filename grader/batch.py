@@ -138,8 +138,8 @@ def grade_class(submissions: list[Path], assignment: str, out: Path, *, jobs: in
     is kept as it is. `roster` (CSV) and `metadata` (Gradescope's submission_metadata.yml,
     found beside the submissions by default) name the students; `visibility` overrides the
     suite's Gradescope visibility rules (grader/report.py). `cases` (case names) grades
-    only those. A `submission_metadata.yml` among `submissions`
-    is read as metadata, not graded."""
+    only those. A `submission_metadata.yml` among `submissions` is read as metadata, not
+    graded."""
     setup = checked_setup(assignment, which, cases, training)  # one line before anyone
     shown = report.visibility_of(assignment, visibility)
     # `batch export/submission_*` also matches Gradescope's metadata, which is no submission.

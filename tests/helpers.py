@@ -61,6 +61,7 @@ class Proof:
     def fixture_set(self, which: str) -> tuple[dict, dict]:
         return inputs_and_expected(self.assignment, which)
 
+    @functools.cache
     def reference_runs(self, which: str) -> dict:
         """{case: (`run_here`'s result, the functions it called)} of the reference on the
         fixture set `which`, run once for every test and xdist worker of this session."""
@@ -187,6 +188,13 @@ def recorded_run_uids():
         yield got
     finally:
         isolation.RunUid.__init__ = allocate
+
+
+# A transformer submission's `sinusoidal_positions` that never returns, asleep: the time
+# limits are wall-clock time, and a spinning loop (the corpus's infinite_loop) would take a
+# core from the other tests for the whole limit.
+NEVER_RETURNS = ("\n\ndef sinusoidal_positions(num_positions, d_model):\n    while True:\n"
+                 "        __import__('time').sleep(1)\n")
 
 
 HELD_SHARE = 2 / 3  # of a core: what a 2-core machine leaves a case beside two busy ones

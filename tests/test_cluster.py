@@ -12,15 +12,12 @@ import pytest
 from grader import authoring, paths
 from grader.batch import grade_all
 from grader.sandbox import Limits
+from helpers import NEVER_RETURNS
 
 distributed = pytest.importorskip("distributed")
 
 CORPUS = Path(__file__).parent / "corpus"
 LIMITS = Limits(case_time=10.0)
-# A case that never returns, asleep: the limit is wall-clock time, and a spinning loop would
-# take a core from the other tests for the whole limit, in each of the batches graded here.
-HANGS = ("\n\ndef sinusoidal_positions(num_positions, d_model):\n    while True:\n"
-         "        __import__('time').sleep(1)\n")
 
 
 def class_of(tmp_path: Path) -> list[Path]:
@@ -29,7 +26,7 @@ def class_of(tmp_path: Path) -> list[Path]:
     made = []
     for name, text in [("correct", reference),
                        ("skeleton", (paths.ASSIGNMENTS / "transformer.py").read_text()),
-                       ("hangs", reference + HANGS),
+                       ("hangs", reference + NEVER_RETURNS),
                        ("reads_git", reference + "\n" + (CORPUS / "reads_git.py").read_text())]:
         folder = tmp_path / name
         folder.mkdir()

@@ -23,6 +23,7 @@ from grader.release import RUN_AUTOGRADER
 from grader.sandbox import Limits, clean_message, run_cases, submission_budget
 from grader.worker_protocol import FRAME, WireError, decode, encode
 from grader.suites import load_suite
+from helpers import NEVER_RETURNS
 
 CORPUS = Path(__file__).parent / "corpus"
 REFERENCE = (paths.SOLUTIONS / "transformer.py").read_text()
@@ -238,12 +239,6 @@ def test_outputs_file_over_the_cap_is_not_read(tmp_path):
 # ---------------------------------------------------------------------------------------
 # Time budgets
 # ---------------------------------------------------------------------------------------
-
-# A case that never returns, asleep: the budgets are wall-clock time, and a spinning loop
-# (the corpus's infinite_loop) would burn a core the other tests need for the whole budget.
-NEVER_RETURNS = ("def sinusoidal_positions(n, d):\n    while True:\n"
-                 "        __import__('time').sleep(1)\n")
-
 
 @needs_sandbox
 def test_a_submission_has_a_total_time_budget(tmp_path):
