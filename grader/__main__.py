@@ -221,7 +221,7 @@ def cmd_audit(args) -> int:
         load_suite(name)
     clean = True
     for name in names:
-        result = audit(name, seeds=args.seeds, cases=args.cases)
+        result = audit(name, seeds=args.seeds, cases=args.cases, every_case=args.every_case)
         print(table(result))
         clean = clean and result.clean
     return 0 if clean else 1
@@ -348,6 +348,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("assignment", help="an assignment name, or `all`")
     s.add_argument("--seeds", type=int, default=5, help="fresh input seeds per case (default 5)")
     s.add_argument("--cases", nargs="+", metavar="CASE", help="only these cases")
+    s.add_argument("--every-case", action="store_true",
+                   help="run every variant on every case, not only the cases that reach "
+                        "the code it rewrites (slower; what make test-full does)")
     s.set_defaults(run=cmd_audit)
 
     s = sub.add_parser("leaks", help="check that nothing students receive or a submission can "

@@ -95,3 +95,20 @@ def test_a_run_records_the_functions_it_called_nested_ones_as_their_own(tmp_path
 ])
 def test_a_case_is_reached_when_it_calls_what_the_variant_rewrote(touched, calls, reached):
     assert reach.reaches(touched, calls) is reached
+
+
+@pytest.mark.parametrize("flag, every_case", [([], False), (["--every-case"], True)])
+def test_the_audit_command_runs_every_case_only_when_asked(monkeypatch, capsys, flag,
+                                                          every_case):
+    import grader.audit
+    from grader.__main__ import main
+    asked = []
+
+    def audit(name, seeds, cases, every_case):  # records what the command asked for
+        asked.append(every_case)
+        return types.SimpleNamespace(clean=True)
+
+    monkeypatch.setattr(grader.audit, "audit", audit)
+    monkeypatch.setattr(grader.audit, "table", lambda result: "table")
+    assert main(["audit", "attention", "--seeds", "1", *flag]) == 0
+    assert asked == [every_case]
