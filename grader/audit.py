@@ -13,7 +13,7 @@ Training cases are left out: they are proven by their own calibration runs.
 import math
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dlkit.utils import load_assignment
@@ -225,9 +225,10 @@ def judged(case, module, inputs, fixture: dict, shortcuts=None, ran=None) -> Ver
     if shortcuts and case.name in shortcuts:
         return Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
     outputs, error, changed = ran if ran is not None else run_here(case, module, inputs)
-    return graded_verdict(case, None if error is not None else plain(outputs),
-                          None if error is None else clean_message(error), fixture,
-                          changed=changed)
+    given = graded_verdict(case, None if error is not None else plain(outputs),
+                           None if error is None else clean_message(error), fixture,
+                           changed=changed)
+    return replace(given, message=clean_message(given.message))  # as `grade` shows it
 
 
 def margin(numerator: float, denominator: float) -> str:

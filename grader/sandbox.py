@@ -575,18 +575,20 @@ def type_name(value) -> str:
 
 # ---------------------------------------------------------------------------------------
 
-# Terminal escape sequences (CSI, OSC, and the two-byte ones), and anything shaped like a
-# markup tag; both are removed from student-controlled text before anyone sees it.
+# Terminal escape sequences (CSI, OSC, and the two-byte ones) are removed from every
+# message; anything shaped like a markup tag is shown inert, its brackets replaced, so that
+# a token a message names (`<END>`) still reads as one.
 ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|"
                      r"\x1b[@-_]|\x9b[0-?]*[ -/]*[@-~]")
-TAG = re.compile(r"</?[A-Za-z!?][^<>]*>")
+TAG = re.compile(r"<(/?[A-Za-z!?][^<>]*)>")
 TAG_START = re.compile(r"<(?=[/A-Za-z!?])")
 
 
 def clean_message(text, limit: int = 500) -> str:
     """One printable line of at most `limit` characters, whatever the worker sent: escape
-    sequences and control characters gone, markup tags stripped (and a `<` that could open
-    one replaced by `‹`), so it can go into results.json, a gradebook or a terminal."""
+    sequences and control characters gone, markup tags made inert (`<b>` becomes `‹b›`, and
+    any other `<` that could open one becomes `‹`), so it can go into results.json, a
+    gradebook, an HTML report or a terminal."""
     try:
         text = str(text)[:limit * 8]  # bounded work, whatever the input
     except Exception:  # noqa: BLE001 - an object whose __str__ raises
@@ -594,11 +596,7 @@ def clean_message(text, limit: int = 500) -> str:
     text = text.encode("utf-8", "replace").decode("utf-8", "replace")
     text = ESCAPES.sub("", text)
     text = "".join(ch if ch.isprintable() else " " for ch in text)
-    while True:
-        stripped = TAG.sub("", text)
-        if stripped == text:
-            break
-        text = stripped
+    text = TAG.sub(r"‹\1›", text)
     return TAG_START.sub("‹", text).strip()[:limit]
 
 

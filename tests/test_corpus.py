@@ -176,7 +176,7 @@ def test_corpus_submission_gets_the_intended_outcome(name, corpus_batch):
     assert written["score"] == sum(v.points for v in verdicts) <= BATCH_MAX
     text = results_file.read_text()
     assert len(text) < 50_000  # no flood reaches the report
-    assert "\\u001b" not in text and "<script" not in text and "onerror" not in text
+    assert "\\u001b" not in text and not re.search(r"<[/A-Za-z!?]", text)  # no tag can open
     table = report.table("transformer", verdicts, 1.0).splitlines()
     assert [line for line in table if line.startswith("total")] == table[-1:]
 

@@ -728,9 +728,11 @@ def test_uids_are_unique_across_graders_whatever_their_tmpdir(tmp_path):
 @pytest.mark.parametrize("raw,clean", [
     ("\x1b[2K\x1b[1Gtotal 54 / 54\x1b[0m", "total 54 / 54"),
     ("a\x1b]0;title\x07b\x1b]8;;http://x\x1b\\c", "abc"),
-    ("<script>alert(1)</script><img src=x onerror=alert(2)>", "alert(1)"),
-    ("<scr<script>ipt>alert(1)</scr</script>ipt>", "alert(1)"),
+    ("<script>alert(1)</script><img src=x onerror=alert(2)>",
+     "‹script›alert(1)‹/script›‹img src=x onerror=alert(2)›"),
+    ("<scr<script>ipt>alert(1)</scr</script>ipt>", "‹scr‹script›ipt>alert(1)‹/scr‹/script›ipt>"),
     ("tricky <script", "tricky \u2039script"),
+    ("sample wrote <START> before <END>", "sample wrote ‹START› before ‹END›"),
     ("error 1.2e-01 > tolerance 1e-03 and x < 3", "error 1.2e-01 > tolerance 1e-03 and x < 3"),
     ("line one\nline two\r\x00\u202e", "line one line two"),
 ])
