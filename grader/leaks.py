@@ -18,13 +18,13 @@ only a candidate that returns the same goes on to the cases. Each part is tried 
 three cheapest cases that call it (those that call it first preferred), leaving out any
 that a part doing nothing passes (weights loaded over what an initialisation drew).
 
-Candidates run with file writes, process starts, sockets, signals and sleeping disabled, on
-copies of the inputs, each under a time limit; a candidate that runs out of time, or takes
-more than SLOW_PROBE on a part's smallest call (it loads data or builds models), is not
-tried again, and is listed. The grader's process machinery (the worker, the sandbox, its
-zygotes, cgroups and seccomp filter, batch grading, the command line) is not a candidate: it
-starts processes and changes the process's own limits, filter and descriptors, and holds no
-tensor code.
+Candidates run on one torch thread, with file writes, process starts, sockets, signals and
+sleeping disabled, on copies of the inputs, each under a time limit; a candidate that runs
+out of time, or takes more than SLOW_PROBE on a part's smallest call (it loads data or
+builds models), is not tried again, and is listed. The grader's process
+machinery (the worker, the sandbox, its zygotes, cgroups and seccomp filter, batch grading,
+the command line) is not a candidate: it starts processes and changes the process's own
+limits, filter and descriptors, and holds no tensor code.
 """
 import builtins
 import contextlib
@@ -517,6 +517,7 @@ class Report:
 def check(assignment: str, progress=None) -> Report:
     """Every (part, candidate, case) where a candidate passes a case in place of the part."""
     from dlkit.utils import load_assignment
+    from grader.authoring import one_thread
     from grader.check import public_cases
     from grader.suites import load_suite
     module = load_assignment(assignment, paths.SOLUTIONS)
@@ -524,7 +525,9 @@ def check(assignment: str, progress=None) -> Report:
     cases = [c for c in load_suite(assignment) if not c.is_training and c.name in fixtures]
     report = Report([], [], 0)
     pool = candidates()
-    with torch.random.fork_rng(), memory_cap():
+    # One torch thread: an OpenMP thread started under memory_cap can fail to get its stack,
+    # and libgomp then aborts the whole process.
+    with torch.random.fork_rng(), one_thread(), memory_cap():
         for part, use in uses(assignment, module, cases, fixtures).items():
             owner, name = owner_of(module, part)
             original = vars(owner)[name]

@@ -2,6 +2,7 @@
 import surface passes a case in place of a student part; a planted one is found."""
 import importlib.util
 import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 import torch
@@ -46,14 +47,15 @@ def check_with(assignment: str, planted: str | None):
 def child():
     """A child process for leaks.check: whatever a candidate does to its process (limits, a
     seccomp filter, signal handlers) never reaches this test process. Spawned, not forked: a
-    fork of a process whose OpenMP threads ran can deadlock in libgomp."""
-    return multiprocessing.get_context("spawn").Pool(1)
+    fork of a process whose OpenMP threads ran can deadlock in libgomp. A child that dies
+    fails the test (BrokenProcessPool), where multiprocessing.Pool would wait forever."""
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
 
 def checked_apart(assignment: str, planted: str | None = None):
     """leaks.check in a fresh child process."""
     with child() as pool:
-        return pool.apply(check_with, (assignment, planted))
+        return pool.submit(check_with, assignment, planted).result()
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +63,7 @@ def checker():
     """One child for every assignment's check this worker runs, as `python -m grader leaks`
     checks them all in one process (torch and the candidates are imported once)."""
     with child() as pool:
-        yield lambda assignment: pool.apply(check_with, (assignment, None))
+        yield lambda assignment: pool.submit(check_with, assignment, None).result()
 
 
 @pytest.mark.parametrize("assignment", solution_names())
