@@ -12,6 +12,7 @@ import pytest
 from grader import authoring
 from grader.audit import table
 from grader.notebooks import notebooks
+from grader.sandbox import clean_message
 from grader.suites import load_suite
 from helpers import ASSIGNMENTS, FIXTURE_SETS, assert_same_verdicts, graded, graded_variant
 
@@ -59,9 +60,10 @@ def test_skeleton_scores_zero_with_one_clear_line_per_case(assignment, fixture_s
 @pytest.mark.parametrize("assignment,mutant", MUTANTS)
 def test_known_mistake_loses_points_and_is_named(assignment, mutant, fixture_set, proof):
     description, _ = authoring.mutants(assignment)[mutant]
+    shown = clean_message(description)  # as a student reads it (`<END>` as `‹END›`)
     verdicts = proof(assignment).verdicts("mutants", mutant, fixture_set)
     assert sum(v.points for v in verdicts) < sum(v.max_points for v in verdicts)
-    named = [v for v in verdicts if not v.passed and description in v.message]
+    named = [v for v in verdicts if not v.passed and shown in v.message]
     assert named, f"no failing case names the mistake {mutant!r}"
 
 

@@ -80,7 +80,8 @@ EXPECTED = {
     "fork_memory": (["positions/sinusoidal"], r"a child was killed|killed \(SIGKILL\)")
     if MEMORY_CGROUP else ([], ""),  # 1.2 GiB in all, over LIMITS' 1 GiB
     "hostile_text": (["positions/sinusoidal", "attention/two_loop_single"],
-                     r"^A{100} at transformer\.py:\d+: total +54 / 54 .* alert\(1\)$|"
+                     r"^A{100} at transformer\.py:\d+: total +54 / 54 .* ‹script›alert\(1\)"
+                     r"‹/script›‹img src=x onerror=alert\(2\)›$|"
                      r"expected a tensor, got a B{100}$"),
     "deep_frame": (ALL, r"importing the module failed: malformed reply \(a structure nested "
                         r"more than 32 deep\)"),
