@@ -21,10 +21,10 @@ that a part doing nothing passes (weights loaded over what an initialisation dre
 Candidates run on one torch thread, with file writes, process starts, sockets, signals and
 sleeping disabled, on copies of the inputs, each under a time limit; a candidate that runs
 out of time, or takes more than SLOW_PROBE on a part's smallest call (it loads data or
-builds models), is not tried again, and is listed. The grader's process
-machinery (the worker, the sandbox, its zygotes, cgroups and seccomp filter, batch grading,
-the command line) is not a candidate: it starts processes and changes the process's own
-limits, filter and descriptors, and holds no tensor code.
+builds models), is not tried again, and is listed. The grader's process machinery (the
+worker, the sandbox, its zygotes, cgroups and seccomp filter, batch grading, the command
+line) is not a candidate: it starts processes and changes the process's own limits, filter
+and descriptors, and holds no tensor code.
 """
 import builtins
 import contextlib
