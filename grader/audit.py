@@ -223,11 +223,12 @@ def judged(case, module, inputs, fixture: dict, shortcuts=None, ran=None) -> Ver
     case whose part uses a banned library call fails (`shortcuts`: case -> message).
     `ran`: this run's `run_here` result when it is already known."""
     if shortcuts and case.name in shortcuts:
-        return Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
-    outputs, error, changed = ran if ran is not None else run_here(case, module, inputs)
-    given = graded_verdict(case, None if error is not None else plain(outputs),
-                           None if error is None else clean_message(error), fixture,
-                           changed=changed)
+        given = Verdict(case.name, 0.0, case.points, False, shortcuts[case.name])
+    else:
+        outputs, error, changed = ran if ran is not None else run_here(case, module, inputs)
+        given = graded_verdict(case, None if error is not None else plain(outputs),
+                               None if error is None else clean_message(error), fixture,
+                               changed=changed)
     return replace(given, message=clean_message(given.message))  # as `grade` shows it
 
 

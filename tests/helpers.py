@@ -124,13 +124,11 @@ class Proof:
 
     @functools.cache
     def audit(self, seeds: int):
-        def public_run(name: str, case) -> tuple | None:
-            if case.seeded or self.every_case:
-                return None
+        def public_run(name: str, case) -> tuple:  # the audit asks for unseeded cases only
             kind = "mutants" if name in self.implementations.mutants else "equivalents"
             return self.ran(kind, name, "public")[case.name]
         return audit(self.assignment, seeds=seeds, implementations=self.implementations,
-                     every_case=self.every_case, made=public_run)
+                     every_case=self.every_case, made=None if self.every_case else public_run)
 
 
 def storable(ran: tuple) -> tuple:
